@@ -1,0 +1,274 @@
+//! The gateway protocol: `GET /v1/pushes/due` (claim with a lease), `POST /v1/feedback`
+//! (idempotent), and `GET /v1/users/{id}/push-plan` (what the policy will do, and why).
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::users::user_path_id;
+use super::{ApiError, ApiResult, AppState, json_body};
+use crate::domain::FieldError;
+use crate::frequency::{Decision, Feedback, FeedbackEffect, FeedbackKind, PushState, Recipient, is_in_holdout, local_date};
+use crate::parse::Fields;
+use crate::store::{FeedbackOutcome, FeedbackWrite, Push, PushStatus};
+
+pub fn gateway_router() -> Router<AppState> {
+    Router::new().route("/v1/pushes/due", get(get_due)).route("/v1/feedback", post(post_feedback))
+}
+
+pub fn read_router() -> Router<AppState> {
+    Router::new().route("/v1/users/{id}/push-plan", get(get_push_plan))
+}
+
+#[derive(Deserialize)]
+pub struct DueQuery {
+    limit: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DuePushes {
+    /// Leased to the caller until `lease_until`; acknowledge each with feedback before then.
+    pub pushes: Vec<Push>,
+    pub lease_until: DateTime<Utc>,
+}
+
+/// Claims due pushes with a lease. A push not acknowledged (delivered/failed) before its lease
+/// ends is offered again; a push past its expiry is dropped and recorded as expired.
+#[utoipa::path(get, path = "/v1/pushes/due", tag = "gateway",
+    params(("limit" = Option<u32>, Query, description = "most pushes to claim, 1..=server.max_page (default 100)")),
+    responses((status = 200, body = DuePushes), (status = 422, body = super::Problem)),
+    security(("api_key" = [])))]
+pub async fn get_due(State(state): State<AppState>, Query(q): Query<DueQuery>) -> ApiResult<Json<DuePushes>> {
+    let max = state.settings.server.max_page;
+    let limit = match q.limit.as_deref() {
+        None => 100.min(max),
+        Some(s) => match s.parse::<u32>() {
+            Ok(n) if (1..=max).contains(&n) => n,
+            _ => return Err(ApiError::field("limit", format!("must be an integer in 1..={max}"))),
+        },
+    };
+    let now = state.clock.now();
+    let expired = state.store.expire_pushes(now).await?;
+    if !expired.is_empty() {
+        metrics::counter!("kairos_pushes_total", "outcome" => "expired").increment(expired.len() as u64);
+    }
+    let lease_until = now + TimeDelta::seconds(state.tuning.get().scheduler.lease_secs);
+    let pushes = state.store.claim_due_pushes(now, i64::from(limit), lease_until).await?;
+    metrics::counter!("kairos_pushes_total", "outcome" => "leased").increment(pushes.len() as u64);
+    Ok(Json(DuePushes { pushes, lease_until }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct FeedbackReply {
+    /// False when the same (push, kind) was reported before: nothing changed.
+    pub applied: bool,
+    pub duplicate: bool,
+    pub target_frequency_before: Option<f64>,
+    pub target_frequency_after: Option<f64>,
+    /// Set when a dismissal suppressed the item.
+    pub suppressed_until: Option<DateTime<Utc>>,
+    /// True when the user unsubscribed: every open push was withdrawn.
+    pub stopped: bool,
+}
+
+/// How many times a feedback write is retried when the state changed underneath it.
+const FEEDBACK_RETRIES: usize = 5;
+
+/// Reports what happened to a push. Idempotent per (push_id, kind).
+///
+/// Refused: an unknown push (404), a `ts` earlier than the push was planned or more than
+/// `ingest.max_future_secs` ahead (422), feedback on a push that expired or was withdrawn
+/// (409: it was never delivered as far as kairos knows).
+#[utoipa::path(post, path = "/v1/feedback", tag = "gateway",
+    request_body(content = serde_json::Value, description = "{push_id, kind: delivered|opened|clicked|dismissed|converted|failed|unsubscribed, ts?}"),
+    responses((status = 200, body = FeedbackReply), (status = 404, body = super::Problem),
+        (status = 409, body = super::Problem), (status = 422, body = super::Problem)),
+    security(("api_key" = [])))]
+pub async fn post_feedback(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<FeedbackReply>> {
+    let body = json_body(&headers, body)?;
+    let now = state.clock.now();
+    let mut errors: Vec<FieldError> = Vec::new();
+    let mut f = Fields::object(&body, "", None, &mut errors).ok_or_else(|| ApiError::field("body", "must be a JSON object"))?;
+    f.deny_unknown(&["push_id", "kind", "ts"]);
+    let push_id = f.opt_str("push_id", 64).and_then(|s| {
+        Uuid::parse_str(&s).ok().or_else(|| {
+            f.error("push_id", "must be a UUID");
+            None
+        })
+    });
+    if !f.has("push_id") {
+        f.error("push_id", "is required");
+    }
+    let kind = f.opt_str("kind", 32).and_then(|k| {
+        FeedbackKind::parse(&k).or_else(|| {
+            f.error("kind", "must be one of delivered, opened, clicked, dismissed, converted, failed, unsubscribed");
+            None
+        })
+    });
+    if !f.has("kind") {
+        f.error("kind", "is required");
+    }
+    let ts = f.opt_time("ts").unwrap_or(now);
+    if ts > now + TimeDelta::seconds(state.settings.ingest.max_future_secs) {
+        f.error("ts", "is in the future");
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::invalid(errors));
+    }
+    let (push_id, kind) = (push_id.expect("checked"), kind.expect("checked"));
+    let push = state.store.get_push(push_id).await?.ok_or_else(|| ApiError::not_found("the push"))?;
+    if ts < push.created_at {
+        return Err(ApiError::field("ts", "is earlier than the push was planned"));
+    }
+    if matches!(push.status, PushStatus::Expired | PushStatus::Cancelled) {
+        return Err(ApiError::new(StatusCode::CONFLICT, "push-closed", "The push is closed")
+            .detail(format!("the push was {} and never delivered; feedback is not accepted", push.status.as_str())));
+    }
+    let tuning = state.tuning.get();
+    let cfg = &tuning.frequency;
+    let user = state.store.get_user(&push.user_id).await?.ok_or_else(|| ApiError::not_found("the push's user"))?;
+    for _ in 0..FEEDBACK_RETRIES {
+        let row = state.store.get_push_state(&push.user_id).await?.ok_or_else(|| ApiError::not_found("the push's user state"))?;
+        let mut push_state: PushState = match row.state.clone().map(serde_json::from_value) {
+            Some(Ok(s)) => s,
+            _ => PushState::new(0.0, now, cfg),
+        };
+        let effect: FeedbackEffect = push_state.apply_feedback(
+            &Feedback { push_id: &push_id.to_string(), item_id: &push.item_id, kind, ts },
+            user.timezone,
+            None,
+            now,
+            cfg,
+        );
+        let push_status = match kind {
+            FeedbackKind::Failed => Some(PushStatus::Failed),
+            FeedbackKind::Delivered | FeedbackKind::Opened | FeedbackKind::Clicked | FeedbackKind::Converted | FeedbackKind::Dismissed
+                if matches!(push.status, PushStatus::Planned | PushStatus::Leased) =>
+            {
+                Some(PushStatus::Delivered)
+            }
+            _ => None,
+        };
+        let write = FeedbackWrite {
+            push_id,
+            kind: kind.as_str().to_string(),
+            ts,
+            user_id: push.user_id.clone(),
+            expected_version: row.version,
+            state: serde_json::to_value(&push_state).map_err(|e| ApiError::internal(&e))?,
+            push_status,
+            cancel_open_pushes: kind == FeedbackKind::Unsubscribed,
+        };
+        match state.store.record_feedback(&write, now).await? {
+            FeedbackOutcome::Applied => {
+                metrics::counter!("kairos_feedback_total", "kind" => kind.as_str()).increment(1);
+                return Ok(Json(FeedbackReply {
+                    applied: true,
+                    duplicate: false,
+                    target_frequency_before: Some(effect.frequency_before),
+                    target_frequency_after: Some(effect.frequency_after),
+                    suppressed_until: effect.suppressed_until,
+                    stopped: effect.stopped,
+                }));
+            }
+            FeedbackOutcome::Duplicate => {
+                metrics::counter!("kairos_feedback_total", "kind" => "duplicate").increment(1);
+                return Ok(Json(FeedbackReply {
+                    applied: false,
+                    duplicate: true,
+                    target_frequency_before: None,
+                    target_frequency_after: None,
+                    suppressed_until: None,
+                    stopped: false,
+                }));
+            }
+            FeedbackOutcome::Conflict => continue,
+        }
+    }
+    Err(ApiError::unavailable("contended", "The user's state is changing; retry", 1))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CapsUsed {
+    pub today: u32,
+    pub max_per_day: u32,
+    pub this_week: u32,
+    pub max_per_week: u32,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PushPlan {
+    pub user_id: String,
+    pub push_consent: bool,
+    pub timezone: String,
+    pub in_holdout: bool,
+    pub unsubscribed: bool,
+    /// Pushes per day the policy aims at (before fatigue).
+    pub target_frequency: Option<f64>,
+    pub fatigue: Option<f64>,
+    /// When the scheduler looks at the user next.
+    pub next_check_at: Option<DateTime<Utc>>,
+    /// The next hour a push may go out, within the limits, at the user's most active time.
+    pub next_send_at: Option<DateTime<Utc>>,
+    pub caps: Option<CapsUsed>,
+    pub consecutive_ignored: Option<u32>,
+    /// The most recent decisions, newest first, each with its reasons and inputs.
+    #[schema(value_type = Vec<Object>)]
+    pub decisions: Vec<Decision>,
+    /// The most recent pushes in the outbox, newest first.
+    pub recent_pushes: Vec<Push>,
+}
+
+/// What the push policy will do for this user, and the reasons for its last decisions.
+#[utoipa::path(get, path = "/v1/users/{id}/push-plan", tag = "gateway",
+    params(("id" = String, Path, description = "user id")),
+    responses((status = 200, body = PushPlan), (status = 404, body = super::Problem)),
+    security(("api_key" = [])))]
+pub async fn get_push_plan(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<PushPlan>> {
+    user_path_id(&id)?;
+    let user = state.store.get_user(&id).await?.ok_or_else(|| ApiError::not_found("the user"))?;
+    let row = state.store.get_push_state(&id).await?;
+    let recent_pushes = state.store.user_pushes(&id, 10).await?;
+    let tuning = state.tuning.get();
+    let cfg = &tuning.frequency;
+    let now = state.clock.now();
+    let push_state: Option<PushState> = row.as_ref().and_then(|r| r.state.clone()).and_then(|v| serde_json::from_value(v).ok());
+    let population = state.engine.population_activity();
+    let recipient = Recipient::from(&user);
+    let today = local_date(now, user.timezone);
+    let plan = PushPlan {
+        user_id: user.user_id.clone(),
+        push_consent: user.push_consent,
+        timezone: user.timezone.name().to_string(),
+        in_holdout: is_in_holdout(&user.user_id, cfg.holdout_share),
+        unsubscribed: push_state.as_ref().is_some_and(PushState::is_unsubscribed),
+        target_frequency: push_state.as_ref().map(|s| s.target_frequency(cfg)),
+        fatigue: push_state.as_ref().map(|s| s.fatigue_at(now, cfg)),
+        next_check_at: row.as_ref().map(|r| r.next_due_at),
+        next_send_at: push_state.as_ref().and_then(|s| {
+            let eligible = user.push_consent && !s.is_unsubscribed() && !is_in_holdout(&user.user_id, cfg.holdout_share);
+            eligible.then(|| s.next_send_time(&recipient, &population, now, cfg)).flatten()
+        }),
+        caps: push_state.as_ref().map(|s| CapsUsed {
+            today: s.pushes_on(today),
+            max_per_day: cfg.max_per_day,
+            this_week: s.pushes_in(crate::frequency::LocalWeek::of(today)),
+            max_per_week: cfg.max_per_week,
+        }),
+        consecutive_ignored: push_state.as_ref().map(|s| s.consecutive_ignored),
+        decisions: push_state.as_ref().map(|s| s.decisions.iter().rev().cloned().collect()).unwrap_or_default(),
+        recent_pushes,
+    };
+    Ok(Json(plan))
+}

@@ -1,0 +1,475 @@
+//! The decision: send now or skip (and why), and the send-time planner behind it.
+//!
+//! ## Pacing and the send window
+//!
+//! The pacing interval is `P = 24 h / f` for the pacing frequency `f` (target slowed by
+//! fatigue). Sends are planned in windows of length `W = clamp(P, 1 h, send_window_max_hours)`
+//! laid on a fixed grid: the first window starts at `E = last_push + P − W/2` (so a push lands
+//! on average one interval after the last), or at the state's creation for a user who never got
+//! one, and later windows follow back to back. Within the current window the planner picks the
+//! allowed local hour with the highest blended activity (ties: the earliest). Because the grid
+//! does not move with `now`, asking again later in the same window gives the same hour (unless
+//! new activity changed the histogram): the push is never postponed forever.
+//!
+//! ## Hard limits (always win)
+//!
+//! Unsubscribed, no consent, holdout: never. Then an hour is allowed only when it is outside
+//! the quiet hours, its local day is under `max_per_day`, its local ISO week under
+//! `max_per_week`, and it is at least `min_gap_minutes` after the last push. Local hours are
+//! enumerated as UTC instants and converted with chrono-tz, so a local hour that does not exist
+//! (spring forward) is never offered and one that repeats (fall back) is offered twice, each
+//! with its own UTC instant. At the chosen hour, the best item must score at least
+//! `min_item_score`, and the global per-minute budget must not be spent.
+
+use chrono::{DateTime, TimeDelta, Timelike, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+use super::config::hours;
+use super::histogram::{ActivityHistogram, BlendedActivity, hour_of_week};
+use super::state::{LocalWeek, PushState, local_date};
+use super::{FrequencyConfig, is_in_holdout};
+use crate::domain::{QuietHours, User};
+
+/// The user settings the policy needs (a view of [`User`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Recipient<'a> {
+    pub user_id: &'a str,
+    pub timezone: Tz,
+    pub push_consent: bool,
+    pub quiet_hours: Option<QuietHours>,
+}
+
+impl<'a> From<&'a User> for Recipient<'a> {
+    fn from(u: &'a User) -> Self {
+        Self { user_id: &u.user_id, timezone: u.timezone, push_consent: u.push_consent, quiet_hours: u.quiet_hours }
+    }
+}
+
+/// Everything besides the user's state that a decision depends on.
+#[derive(Debug, Clone, Copy)]
+pub struct DecideContext<'a> {
+    pub user: Recipient<'a>,
+    /// Score of the best item that may be pushed to the user now (not suppressed, not pushed
+    /// within the repush window); `None` when there is none.
+    pub best_item_score: Option<f64>,
+    /// Pushes the whole service may still send in the current minute.
+    pub global_budget_left: u32,
+    /// The population's activity histogram (prior for users with little history).
+    pub population: &'a ActivityHistogram,
+}
+
+/// Why no push was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    Unsubscribed,
+    NoConsent,
+    Holdout,
+    DailyCap,
+    WeeklyCap,
+    MinGap,
+    QuietHours,
+    /// Too early for the next push at the current frequency.
+    Pacing,
+    /// Allowed now, but a later hour in the current window is more active.
+    WaitingForActiveHour,
+    /// No allowed hour within `lookahead_hours`.
+    NoAllowedSlot,
+    /// No item may be pushed (none scored, all suppressed or pushed recently).
+    NoItem,
+    BelowContentThreshold,
+    GlobalRateLimit,
+}
+
+impl SkipReason {
+    /// Stable snake_case code (the serde name), for metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::Unsubscribed => "unsubscribed",
+            SkipReason::NoConsent => "no_consent",
+            SkipReason::Holdout => "holdout",
+            SkipReason::DailyCap => "daily_cap",
+            SkipReason::WeeklyCap => "weekly_cap",
+            SkipReason::MinGap => "min_gap",
+            SkipReason::QuietHours => "quiet_hours",
+            SkipReason::Pacing => "pacing",
+            SkipReason::WaitingForActiveHour => "waiting_for_active_hour",
+            SkipReason::NoAllowedSlot => "no_allowed_slot",
+            SkipReason::NoItem => "no_item",
+            SkipReason::BelowContentThreshold => "below_content_threshold",
+            SkipReason::GlobalRateLimit => "global_rate_limit",
+        }
+    }
+
+    /// A sentence for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            SkipReason::Unsubscribed => "the user unsubscribed",
+            SkipReason::NoConsent => "the user has not consented to pushes",
+            SkipReason::Holdout => "the user is in the holdout group",
+            SkipReason::DailyCap => "the cap per local day is reached",
+            SkipReason::WeeklyCap => "the cap per local week is reached",
+            SkipReason::MinGap => "the minimum gap since the last push has not passed",
+            SkipReason::QuietHours => "it is within the user's quiet hours",
+            SkipReason::Pacing => "too early for the next push at the user's frequency",
+            SkipReason::WaitingForActiveHour => "waiting for an hour the user is more active",
+            SkipReason::NoAllowedSlot => "no allowed hour in the look-ahead",
+            SkipReason::NoItem => "no item is available to push",
+            SkipReason::BelowContentThreshold => "the best item scores below the content threshold",
+            SkipReason::GlobalRateLimit => "the global rate limit for this minute is spent",
+        }
+    }
+}
+
+/// Every input a decision was taken on, recorded with it (shown by the push-plan API).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecisionInputs {
+    pub now: DateTime<Utc>,
+    /// The user's local time at `now`, RFC 3339 with offset.
+    pub local_time: String,
+    pub timezone: String,
+    pub push_consent: bool,
+    pub quiet_hours: Option<QuietHours>,
+    pub unsubscribed: bool,
+    pub in_holdout: bool,
+    pub best_item_score: Option<f64>,
+    pub min_item_score: f64,
+    pub global_budget_left: u32,
+    /// Pushes per day.
+    pub target_frequency: f64,
+    /// Pushes per day, after the fatigue slow-down.
+    pub pacing_frequency: f64,
+    pub fatigue: f64,
+    pub pushes_today: u32,
+    pub max_per_day: u32,
+    pub pushes_this_week: u32,
+    pub max_per_week: u32,
+    pub last_push_at: Option<DateTime<Utc>>,
+    /// No push before this (last push + minimum gap).
+    pub min_gap_until: Option<DateTime<Utc>>,
+    pub consecutive_ignored: u32,
+    /// The send window the slot was looked for in.
+    pub window_start: Option<DateTime<Utc>>,
+    pub window_end: Option<DateTime<Utc>>,
+    /// The planned send time, and its blended activity share (0..1).
+    pub slot: Option<DateTime<Utc>>,
+    pub slot_activity: Option<f64>,
+    /// Weight of the user's own histogram against the population's (0..1).
+    pub own_activity_weight: Option<f64>,
+}
+
+/// A send-or-skip decision with its inputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Decision {
+    /// Push now (`at` is the decision time); look at the user again at `next_check_at`.
+    Send { at: DateTime<Utc>, next_check_at: DateTime<Utc>, summary: String, inputs: DecisionInputs },
+    /// No push now; `next_check_at: None` means not until the user's settings change.
+    Skip { reason: SkipReason, next_check_at: Option<DateTime<Utc>>, summary: String, inputs: DecisionInputs },
+}
+
+impl Decision {
+    pub fn is_send(&self) -> bool {
+        matches!(self, Decision::Send { .. })
+    }
+
+    pub fn skip_reason(&self) -> Option<SkipReason> {
+        match self {
+            Decision::Send { .. } => None,
+            Decision::Skip { reason, .. } => Some(*reason),
+        }
+    }
+
+    pub fn next_check_at(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Decision::Send { next_check_at, .. } => Some(*next_check_at),
+            Decision::Skip { next_check_at, .. } => *next_check_at,
+        }
+    }
+
+    pub fn inputs(&self) -> &DecisionInputs {
+        match self {
+            Decision::Send { inputs, .. } | Decision::Skip { inputs, .. } => inputs,
+        }
+    }
+
+    pub fn summary(&self) -> &str {
+        match self {
+            Decision::Send { summary, .. } | Decision::Skip { summary, .. } => summary,
+        }
+    }
+
+    /// Same skip reason and next check as `other` (used to collapse repeated polls in the log).
+    pub(crate) fn same_skip_as(&self, other: &Decision) -> bool {
+        match (self, other) {
+            (
+                Decision::Skip { reason: a, next_check_at: na, .. },
+                Decision::Skip { reason: b, next_check_at: nb, .. },
+            ) => a == b && na == nb,
+            _ => false,
+        }
+    }
+}
+
+/// A planned send time.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Slot {
+    pub at: DateTime<Utc>,
+    /// Hour-of-week bin in the user's local time.
+    pub bin: usize,
+    /// Blended activity share of the bin (0..1).
+    pub activity: f64,
+}
+
+/// The planner's answer: the next allowed send time and what limits the present.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendPlan {
+    /// The best allowed time in the first window that has one; `None` when no hour within
+    /// `lookahead_hours` is allowed. Never before `now`.
+    pub slot: Option<Slot>,
+    pub window_start: DateTime<Utc>,
+    pub window_end: DateTime<Utc>,
+    /// The limit that keeps a push from going out at `now`, if any (hard limits first, then
+    /// `Pacing` when `now` is before the first window).
+    pub blocked_now: Option<SkipReason>,
+    /// Pushes per day.
+    pub pacing_frequency: f64,
+    pub own_activity_weight: f64,
+}
+
+/// Start of the local hour containing `t` (in UTC).
+fn local_hour_start(t: DateTime<Utc>, tz: Tz) -> DateTime<Utc> {
+    let local = t.with_timezone(&tz);
+    t - TimeDelta::seconds(i64::from(local.minute() * 60 + local.second()))
+        - TimeDelta::nanoseconds(i64::from(local.nanosecond()))
+}
+
+/// Start of the next local hour after the one starting at `start`. One UTC hour later is the
+/// next local hour for whole-hour DST shifts (the skipped hour is simply never produced and a
+/// repeated one comes twice); realigning handles zones whose offset moves by 30 minutes.
+fn next_local_hour(start: DateTime<Utc>, tz: Tz) -> DateTime<Utc> {
+    let next = start + TimeDelta::hours(1);
+    let aligned = local_hour_start(next, tz);
+    if aligned > start { aligned } else { next }
+}
+
+/// Why a push at `t` is not allowed by the hard limits that depend on the time, if any.
+fn hard_limit_at(state: &PushState, user: &Recipient<'_>, t: DateTime<Utc>, cfg: &FrequencyConfig) -> Option<SkipReason> {
+    let day = local_date(t, user.timezone);
+    if state.pushes_on(day) >= cfg.max_per_day {
+        return Some(SkipReason::DailyCap);
+    }
+    if state.pushes_in(LocalWeek::of(day)) >= cfg.max_per_week {
+        return Some(SkipReason::WeeklyCap);
+    }
+    if let Some(last) = state.last_push_at
+        && t < last + cfg.min_gap()
+    {
+        return Some(SkipReason::MinGap);
+    }
+    if let Some(q) = user.quiet_hours
+        && q.contains(t.with_timezone(&user.timezone).hour())
+    {
+        return Some(SkipReason::QuietHours);
+    }
+    None
+}
+
+impl PushState {
+    /// Pacing interval `P` and window length `W` at `now`.
+    fn pacing(&self, cfg: &FrequencyConfig) -> (f64, TimeDelta, TimeDelta) {
+        let f = self.pacing_frequency(cfg);
+        let p = hours(24.0 / f);
+        let w = hours((24.0 / f).clamp(1.0, cfg.send_window_max_hours));
+        (f, p, w)
+    }
+
+    /// Plans the next send time within every time-dependent limit (pacing, quiet hours, caps per
+    /// local day and week, minimum gap), at the local hour with the highest blended activity in
+    /// the current send window. It does not look at consent, unsubscribe, holdout, content or
+    /// the global budget: [`PushState::decide`] does. A scheduler may call this first and score
+    /// items only when the slot is now.
+    pub fn plan(
+        &self,
+        user: &Recipient<'_>,
+        population: &ActivityHistogram,
+        now: DateTime<Utc>,
+        cfg: &FrequencyConfig,
+    ) -> SendPlan {
+        let (f, p, w) = self.pacing(cfg);
+        let anchor = match self.last_push_at {
+            Some(last) => last + p - w / 2,
+            None => self.created_at,
+        };
+        // The window of the fixed grid (anchor + k·W) that contains `now`, or the first one.
+        let mut ws = anchor;
+        if now >= anchor {
+            let k = (now - anchor).num_seconds() / w.num_seconds().max(1);
+            ws = anchor + TimeDelta::seconds(k * w.num_seconds());
+        }
+        let mut we = ws + w;
+        // The blend is read at a time that only moves when something happens (a push, new
+        // activity), so the chosen hour does not drift as the user's own weight decays.
+        let blend_at = self.activity.as_of().map_or(self.pacing_reference(), |a| a.max(self.pacing_reference()));
+        let blended = BlendedActivity::new(&self.activity, population, blend_at, cfg);
+        let blocked_now = hard_limit_at(self, user, now, cfg).or((now < anchor).then_some(SkipReason::Pacing));
+        let gap_until = self.last_push_at.map(|l| l + cfg.min_gap());
+        let horizon = now + TimeDelta::hours(i64::from(cfg.lookahead_hours));
+        let (first_ws, first_we) = (ws, we);
+        let mut slot = None;
+        while ws < horizon && slot.is_none() {
+            let from = [Some(ws), Some(now), gap_until].into_iter().flatten().max().unwrap_or(now);
+            slot = best_slot_in(self, user, &blended, from, we.min(horizon), cfg);
+            if slot.is_none() {
+                ws = we;
+                we = ws + w;
+            }
+        }
+        let (window_start, window_end) = if slot.is_some() { (ws, we) } else { (first_ws, first_we) };
+        SendPlan { slot, window_start, window_end, blocked_now, pacing_frequency: f, own_activity_weight: blended.own_weight }
+    }
+
+    /// The next time a push may go out (see [`PushState::plan`]), or `None` within the look-ahead.
+    pub fn next_send_time(
+        &self,
+        user: &Recipient<'_>,
+        population: &ActivityHistogram,
+        now: DateTime<Utc>,
+        cfg: &FrequencyConfig,
+    ) -> Option<DateTime<Utc>> {
+        self.plan(user, population, now, cfg).slot.map(|s| s.at)
+    }
+
+    /// Decides whether to push to this user now, records the decision (with every input) in the
+    /// decision log and sets [`PushState::next_due_at`]. On `Send`, the caller writes the push
+    /// and then calls [`PushState::record_sent`]. Call [`PushState::sweep_ignored`] first so
+    /// the frequency reflects pushes that went unanswered.
+    pub fn decide(&mut self, ctx: &DecideContext<'_>, now: DateTime<Utc>, cfg: &FrequencyConfig) -> Decision {
+        let user = &ctx.user;
+        let tz = user.timezone;
+        let today = local_date(now, tz);
+        let in_holdout = is_in_holdout(user.user_id, cfg.holdout_share);
+        let mut inputs = DecisionInputs {
+            now,
+            local_time: now.with_timezone(&tz).to_rfc3339(),
+            timezone: tz.name().to_owned(),
+            push_consent: user.push_consent,
+            quiet_hours: user.quiet_hours,
+            unsubscribed: self.is_unsubscribed(),
+            in_holdout,
+            best_item_score: ctx.best_item_score,
+            min_item_score: cfg.min_item_score,
+            global_budget_left: ctx.global_budget_left,
+            target_frequency: self.target_frequency(cfg),
+            pacing_frequency: self.pacing_frequency(cfg),
+            fatigue: self.fatigue_at(now, cfg),
+            pushes_today: self.pushes_on(today),
+            max_per_day: cfg.max_per_day,
+            pushes_this_week: self.pushes_in(LocalWeek::of(today)),
+            max_per_week: cfg.max_per_week,
+            last_push_at: self.last_push_at,
+            min_gap_until: self.last_push_at.map(|l| l + cfg.min_gap()),
+            consecutive_ignored: self.consecutive_ignored,
+            window_start: None,
+            window_end: None,
+            slot: None,
+            slot_activity: None,
+            own_activity_weight: None,
+        };
+        let skip = |reason: SkipReason, next: Option<DateTime<Utc>>, inputs: DecisionInputs| {
+            let summary = match next {
+                Some(t) => format!("skip: {}; next check {}", reason.describe(), t.with_timezone(&tz).to_rfc3339()),
+                None => format!("skip: {}; no further check until the user's settings change", reason.describe()),
+            };
+            Decision::Skip { reason, next_check_at: next, summary, inputs }
+        };
+
+        let decision = if self.is_unsubscribed() {
+            skip(SkipReason::Unsubscribed, None, inputs)
+        } else if !user.push_consent {
+            skip(SkipReason::NoConsent, None, inputs)
+        } else if in_holdout {
+            skip(SkipReason::Holdout, None, inputs)
+        } else {
+            let plan = self.plan(user, ctx.population, now, cfg);
+            inputs.window_start = Some(plan.window_start);
+            inputs.window_end = Some(plan.window_end);
+            inputs.slot = plan.slot.map(|s| s.at);
+            inputs.slot_activity = plan.slot.map(|s| s.activity);
+            inputs.own_activity_weight = Some(plan.own_activity_weight);
+            match plan.slot {
+                None => {
+                    let reason = plan.blocked_now.unwrap_or(SkipReason::NoAllowedSlot);
+                    skip(reason, Some(now + TimeDelta::hours(24)), inputs)
+                }
+                Some(slot) if slot.at > now => {
+                    let reason = plan.blocked_now.unwrap_or(SkipReason::WaitingForActiveHour);
+                    skip(reason, Some(slot.at), inputs)
+                }
+                Some(slot) => {
+                    let retry = now + TimeDelta::minutes(i64::from(cfg.content_retry_minutes));
+                    match ctx.best_item_score {
+                        None => skip(SkipReason::NoItem, Some(retry), inputs),
+                        Some(s) if s.is_nan() || s < cfg.min_item_score => {
+                            skip(SkipReason::BelowContentThreshold, Some(retry), inputs)
+                        }
+                        Some(_) if ctx.global_budget_left == 0 => {
+                            let next_minute = now - TimeDelta::seconds(i64::from(now.second()))
+                                - TimeDelta::nanoseconds(i64::from(now.nanosecond()))
+                                + TimeDelta::minutes(1);
+                            skip(SkipReason::GlobalRateLimit, Some(next_minute), inputs)
+                        }
+                        Some(score) => {
+                            // After this push, the next window opens half an interval before the
+                            // next nominal push; never look before the minimum gap has passed.
+                            let (_, p, w) = self.pacing(cfg);
+                            let next = now + (p - w / 2).max(cfg.min_gap());
+                            let summary = format!(
+                                "send: item score {score:.3} >= {:.3}; local hour {} has activity share {:.3} \
+                                 (own history weight {:.2}); target {:.2}/day, pacing {:.2}/day",
+                                cfg.min_item_score,
+                                now.with_timezone(&tz).format("%a %H:00 %Z"),
+                                slot.activity,
+                                plan.own_activity_weight,
+                                inputs.target_frequency,
+                                inputs.pacing_frequency,
+                            );
+                            Decision::Send { at: now, next_check_at: next, summary, inputs }
+                        }
+                    }
+                }
+            }
+        };
+        self.next_due_at = decision.next_check_at();
+        self.log_decision(decision.clone(), cfg);
+        decision
+    }
+}
+
+/// The best allowed time in `[from, to)`: the start of each local hour (or `from` within the
+/// first one), scored by the blended activity of its hour-of-week bin; ties go to the earliest.
+fn best_slot_in(
+    state: &PushState,
+    user: &Recipient<'_>,
+    blended: &BlendedActivity,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    cfg: &FrequencyConfig,
+) -> Option<Slot> {
+    let mut best: Option<Slot> = None;
+    let mut hour_start = local_hour_start(from, user.timezone);
+    let mut t = from;
+    while t < to {
+        if hard_limit_at(state, user, t, cfg).is_none() {
+            let bin = hour_of_week(t, user.timezone);
+            let activity = blended.score(bin);
+            if best.is_none_or(|b| activity > b.activity) {
+                best = Some(Slot { at: t, bin, activity });
+            }
+        }
+        hour_start = next_local_hour(hour_start, user.timezone);
+        t = hour_start;
+    }
+    best
+}

@@ -1,0 +1,141 @@
+//! The `kairos` binary: wires configuration, telemetry and the app; subcommands for
+//! operations and evaluation.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use kairos::config::{ConfigSource, Settings};
+
+#[derive(Parser)]
+#[command(name = "kairos", version, about = "What to push to each shopper, and when.")]
+struct Cli {
+    /// Directory holding default.toml (and local.toml, {KAIROS_ENV}.toml).
+    #[arg(long, global = true, env = "KAIROS_CONFIG_DIR", default_value = "config")]
+    config_dir: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service (the default).
+    Serve,
+    /// Validate the configuration and exit (0 valid, 1 invalid).
+    CheckConfig,
+    /// Load-test the HTTP API (or raw COPY) and print throughput and latency.
+    Loadgen(kairos::loadgen::LoadgenOptions),
+    /// Write a synthetic catalog, users and histories into the configured store.
+    Datagen(kairos::datagen::DatagenOptions),
+    /// Replay a real behaviour log through profile and scoring; write docs/EVALUATION.md.
+    Eval(kairos::eval::EvalOptions),
+    /// Simulate the push policy against fixed frequencies over real histories; write docs/SIMULATION.md.
+    Simulate(kairos::simulate::SimulateOptions),
+    /// Time the scheduler planning every due user of the configured store (after `datagen`).
+    BenchScheduler,
+    /// Start the service on a temporary store, load the Taobao sample over HTTP, show three users.
+    Demo(kairos::demo::DemoOptions),
+}
+
+fn load(cli: &Cli) -> anyhow::Result<(Settings, ConfigSource)> {
+    let source = ConfigSource::from_env(&cli.config_dir);
+    let settings = Settings::load(&source).context("invalid configuration")?;
+    Ok((settings, source))
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command.as_ref().unwrap_or(&Command::Serve) {
+        Command::Serve => {
+            let (settings, source) = load(&cli)?;
+            kairos::telemetry::init_tracing(&settings.telemetry);
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(async move {
+                let app = kairos::startup::App::build(settings, source).await?;
+                app.run_until_stopped(kairos::startup::shutdown_signal()).await
+            })
+        }
+        Command::Loadgen(opts) => {
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let report = rt.block_on(kairos::loadgen::run(opts.clone()))?;
+            println!("{report}");
+            Ok(())
+        }
+        Command::Datagen(opts) => {
+            let (settings, _) = load(&cli)?;
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(async {
+                let store = kairos::store::connect(&settings.database).await?;
+                let (items, users, events) = kairos::datagen::run(store, opts).await?;
+                println!("wrote {items} items, {users} users, {events} events to the {} store",
+                    if settings.database.url.is_some() { "postgres" } else { "sqlite" });
+                anyhow::Ok(())
+            })
+        }
+        Command::Eval(opts) => {
+            let opts = kairos::eval::EvalOptions { config_dir: cli.config_dir.clone(), ..opts.clone() };
+            let report = kairos::eval::run(&opts)?;
+            println!("{}", report.headline());
+            println!("report: {}, plot: {}", opts.out.display(), opts.plot.display());
+            Ok(())
+        }
+        Command::Simulate(opts) => {
+            let opts = kairos::simulate::SimulateOptions { config_dir: cli.config_dir.clone(), ..opts.clone() };
+            let report = kairos::simulate::run(&opts)?;
+            println!("{}", report.table());
+            println!("simulated in {:.1} s; report: {}", report.runtime.as_secs_f64(), opts.out.display());
+            Ok(())
+        }
+        Command::Demo(opts) => {
+            let opts = kairos::demo::DemoOptions { config_dir: cli.config_dir.clone(), ..opts.clone() };
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(kairos::demo::run(opts))
+        }
+        Command::BenchScheduler => {
+            let (settings, _) = load(&cli)?;
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(bench_scheduler(settings))
+        }
+        Command::CheckConfig => match load(&cli) {
+            Ok((settings, _)) => {
+                println!(
+                    "configuration in {} is valid (store: {})",
+                    cli.config_dir.display(),
+                    if settings.database.url.is_some() { "postgres" } else { "embedded sqlite" }
+                );
+                Ok(())
+            }
+            Err(e) => {
+                eprintln!("{e:#}");
+                std::process::exit(1);
+            }
+        },
+    }
+}
+
+/// Plans every due user with one scheduler, tick after tick, and prints the rate.
+async fn bench_scheduler(settings: Settings) -> anyhow::Result<()> {
+    use std::sync::Arc;
+    let store = kairos::store::connect(&settings.database).await?;
+    let tuning = Arc::new(kairos::config::LiveTuning::new(settings.tuning.clone()));
+    let engine = Arc::new(kairos::recommend::Engine::new(store.clone(), tuning.clone()));
+    let t = std::time::Instant::now();
+    let events = engine.refresh(chrono::TimeDelta::zero()).await?;
+    println!("statistics and catalog loaded: {events} events in {:.1} s", t.elapsed().as_secs_f64());
+    let scheduler = kairos::scheduler::Scheduler::new(store, engine, tuning, kairos::clock::Clock::default());
+    let now = chrono::Utc::now();
+    let started = std::time::Instant::now();
+    let (mut users, mut pushes, mut ticks) = (0usize, 0u64, 0u32);
+    while let kairos::scheduler::Outcome::Worked { claimed, pushes: p, .. } = scheduler.try_run_once(now).await? {
+        users += claimed;
+        pushes += p;
+        ticks += 1;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "planned {users} due users in {ticks} ticks, {secs:.1} s: {:.0} users/s; {pushes} pushes written (batch_size {})",
+        users as f64 / secs,
+        settings.tuning.scheduler.batch_size
+    );
+    Ok(())
+}

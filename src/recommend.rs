@@ -1,0 +1,430 @@
+//! The recommendation engine of one replica: caches over the store (user histories, the
+//! catalog, popularity/co-occurrence/context statistics) feeding the pure `profile` and
+//! `scoring` code.
+//!
+//! Freshness: events committed by this replica are appended to its cached histories at
+//! commit time, so its next answer reflects them. Events committed by other replicas reach a
+//! cached history when the entry expires (`HISTORY_TTL`), and the statistics at the next
+//! refresh (every `REFRESH_EVERY`, `SETTLE` after their commit): that bounds cross-replica
+//! staleness to about 30 s for a user's own history and 3 s for the statistics.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use chrono_tz::Tz;
+use tokio_util::sync::CancellationToken;
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::catalog::Catalog;
+use crate::config::{LiveTuning, Tuning};
+use crate::context::{RequestContext, event_keys};
+use crate::decay::Decay;
+use crate::frequency::PushState;
+use crate::profile::{Evidence, InterestVector, ProfileParams};
+use crate::scoring::{Request as ScoringRequest, Scored, rank};
+use crate::domain::{Event, Item, User};
+use crate::frequency::ActivityHistogram;
+use crate::ingest::CommitSink;
+use crate::stats::{Observation, Stats, StatsConfig};
+use crate::store::{Store, StoreResult};
+
+/// How long a cached history is trusted before it is re-read from the store.
+pub const HISTORY_TTL: Duration = Duration::from_secs(30);
+/// How often the statistics and catalog are brought up to date from the store.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(1);
+/// Events are consumed this long after their commit (see `Store::events_after`).
+pub const SETTLE: TimeDelta = TimeDelta::seconds(2);
+/// Users kept in the history cache; beyond it the cache starts over.
+const HISTORY_CAPACITY: usize = 200_000;
+/// Events read from the log per refresh query.
+const REFRESH_PAGE: i64 = 20_000;
+
+/// What the engine keeps about one user between requests.
+#[derive(Clone)]
+pub struct UserView {
+    /// Events inside the horizon, oldest first.
+    pub events: Arc<Vec<Event>>,
+    /// The user's time zone when their settings are known.
+    pub timezone: Option<Tz>,
+    /// Items recently pushed to the user (or suppressed after a dismissal).
+    pub pushed: Arc<HashSet<String>>,
+}
+
+impl UserView {
+    /// The user's time zone: their settings, else their latest event's device zone, else UTC.
+    pub fn zone(&self) -> Tz {
+        self.timezone
+            .or_else(|| self.events.iter().rev().find_map(|e| e.context.timezone.as_deref().and_then(|z| z.parse().ok())))
+            .unwrap_or(chrono_tz::UTC)
+    }
+}
+
+/// A parsed `GET /v1/users/{id}/recommendations`.
+#[derive(Clone, Debug)]
+pub struct RecommendationRequest {
+    pub n: usize,
+    pub device: Option<crate::domain::Device>,
+    pub country: Option<String>,
+    pub at: DateTime<Utc>,
+    pub exclude: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RecommendationResponse {
+    pub user_id: String,
+    pub at: DateTime<Utc>,
+    /// The user had no events in the horizon: these are trending items in this context.
+    pub cold_start: bool,
+    /// The context the answer was computed for (local hour and weekday in the user's zone).
+    pub context: RequestContext,
+    /// The decay setting used for the user's events.
+    #[schema(value_type = Object)]
+    pub decay: Decay,
+    /// Version of the tuning used (bumped by every applied reload).
+    pub config_version: u64,
+    pub items: Vec<Scored>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct InterestFeature {
+    /// `item:…`, `category:…` or `brand:…`.
+    pub feature: String,
+    pub weight: f64,
+    pub evidence: Vec<Evidence>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct InterestsResponse {
+    pub user_id: String,
+    pub at: DateTime<Utc>,
+    /// The interest level I used by the push frequency policy.
+    pub level: f64,
+    #[schema(value_type = Object)]
+    pub decay: Decay,
+    pub config_version: u64,
+    pub features: Vec<InterestFeature>,
+}
+
+struct CachedUser {
+    view: UserView,
+    loaded: Instant,
+}
+
+pub struct Engine {
+    store: Arc<dyn Store>,
+    tuning: Arc<LiveTuning>,
+    users: Mutex<HashMap<String, CachedUser>>,
+    pub(crate) catalog: RwLock<Catalog>,
+    pub(crate) stats: RwLock<Stats>,
+    population: RwLock<ActivityHistogram>,
+    /// Last event `seq` folded into the statistics.
+    stats_seq: AtomicI64,
+    /// Items changed at or after this time are not yet in the catalog cache.
+    catalog_since: Mutex<DateTime<Utc>>,
+    refreshed: Mutex<Option<Instant>>,
+}
+
+/// The best item to push to a user, with the reasons scoring gave for it.
+#[derive(Debug, Clone)]
+pub struct CandidateItem {
+    pub item_id: String,
+    pub score: f64,
+    pub reasons: serde_json::Value,
+}
+
+/// What the scheduler asks of scoring for one user.
+#[derive(Debug, Clone)]
+pub struct PushCandidate {
+    /// The user's interest level I (frequency policy: f = clamp(f_min, f_max, f0 · I / θ)).
+    pub interest_level: f64,
+    pub best: Option<CandidateItem>,
+}
+
+impl Engine {
+    pub fn new(store: Arc<dyn Store>, tuning: Arc<LiveTuning>) -> Engine {
+        let stats_cfg = Self::stats_config(&tuning);
+        Engine {
+            store,
+            tuning,
+            users: Mutex::new(HashMap::new()),
+            catalog: RwLock::new(Catalog::new()),
+            stats: RwLock::new(Stats::new(stats_cfg)),
+            population: RwLock::new(ActivityHistogram::new()),
+            stats_seq: AtomicI64::new(0),
+            catalog_since: Mutex::new(DateTime::<Utc>::UNIX_EPOCH),
+            refreshed: Mutex::new(None),
+        }
+    }
+
+    fn stats_config(tuning: &LiveTuning) -> StatsConfig {
+        tuning.get().scoring.stats.clone()
+    }
+
+    /// How far back a user's events count.
+    pub fn horizon(&self) -> TimeDelta {
+        TimeDelta::seconds((self.tuning.get().scoring.horizon_hours * 3600.0) as i64)
+    }
+
+    /// The population's hour-of-week activity (the prior of the send-time choice).
+    pub fn population_activity(&self) -> ActivityHistogram {
+        self.population.read().expect("population lock").clone()
+    }
+
+    /// One user's view, from the cache or the store.
+    pub async fn user_view(&self, user_id: &str, now: DateTime<Utc>) -> StoreResult<UserView> {
+        if let Some(c) = self.users.lock().expect("user cache lock").get(user_id)
+            && c.loaded.elapsed() < HISTORY_TTL
+        {
+            return Ok(c.view.clone());
+        }
+        let since = now - self.horizon();
+        let (events, user, push) = tokio::try_join!(
+            self.store.user_events(user_id, since),
+            self.store.get_user(user_id),
+            self.store.get_push_state(user_id)
+        )?;
+        let tuning = self.tuning.get();
+        let pushed: HashSet<String> = push
+            .and_then(|row| row.state)
+            .and_then(|v| serde_json::from_value::<PushState>(v).ok())
+            .map(|s| s.blocked_items(now, &tuning.frequency).into_iter().collect())
+            .unwrap_or_default();
+        let view = UserView { events: Arc::new(events), timezone: user.map(|u| u.timezone), pushed: Arc::new(pushed) };
+        self.cache_user(user_id.to_string(), view.clone());
+        Ok(view)
+    }
+
+    fn cache_user(&self, user_id: String, view: UserView) {
+        let mut cache = self.users.lock().expect("user cache lock");
+        if cache.len() >= HISTORY_CAPACITY {
+            cache.clear();
+        }
+        cache.insert(user_id, CachedUser { view, loaded: Instant::now() });
+    }
+
+    /// Histories of many users at once: cached ones from memory, the rest in one query.
+    pub async fn histories_for(&self, users: &[User], now: DateTime<Utc>) -> StoreResult<HashMap<String, Arc<Vec<Event>>>> {
+        let mut out = HashMap::with_capacity(users.len());
+        let mut missing = Vec::new();
+        {
+            let cache = self.users.lock().expect("user cache lock");
+            for u in users {
+                match cache.get(&u.user_id) {
+                    Some(c) if c.loaded.elapsed() < HISTORY_TTL => {
+                        out.insert(u.user_id.clone(), c.view.events.clone());
+                    }
+                    _ => missing.push(u.user_id.clone()),
+                }
+            }
+        }
+        if !missing.is_empty() {
+            let mut loaded: HashMap<String, Vec<Event>> = missing.iter().map(|id| (id.clone(), Vec::new())).collect();
+            for e in self.store.users_events(&missing, now - self.horizon()).await? {
+                if let Some(v) = loaded.get_mut(&e.user_id) {
+                    v.push(e);
+                }
+            }
+            for (id, events) in loaded {
+                let events = Arc::new(events);
+                // Not cached: the view would lack the pushed items the request path needs.
+                out.insert(id, events);
+            }
+        }
+        Ok(out)
+    }
+
+    fn profile(&self, events: &[Event], catalog: &Catalog, tuning: &Tuning, at: DateTime<Utc>) -> InterestVector {
+        let weights = tuning.kind_weights();
+        let params = ProfileParams { decay: &tuning.decay, kind_weights: &weights, horizon_secs: tuning.scoring.horizon_hours * 3600.0 };
+        InterestVector::build(events, catalog, &params, at)
+    }
+
+    /// Ranks items for a user in the request's context.
+    pub async fn recommend(&self, user_id: &str, req: &RecommendationRequest) -> StoreResult<RecommendationResponse> {
+        let view = self.user_view(user_id, req.at).await?;
+        let tuning = self.tuning.get();
+        let version = self.tuning.version();
+        let local = req.at.with_timezone(&view.zone());
+        let context = RequestContext::at(&local, req.device, req.country.clone());
+        let mut exclude: HashSet<String> = req.exclude.iter().cloned().collect();
+        exclude.extend(view.pushed.iter().cloned());
+        let ranking = {
+            let catalog = self.catalog.read().expect("catalog lock");
+            let stats = self.stats.read().expect("stats lock");
+            let profile = self.profile(&view.events, &catalog, &tuning, req.at);
+            let request = ScoringRequest { n: req.n, context: context.clone(), exclude: &exclude };
+            rank(&request, &profile, &view.events, &catalog, &stats, &tuning.scoring, req.at)
+        };
+        Ok(RecommendationResponse {
+            user_id: user_id.to_string(),
+            at: req.at,
+            cold_start: ranking.cold_start,
+            context,
+            decay: tuning.decay.clone(),
+            config_version: version,
+            items: ranking.items,
+        })
+    }
+
+    /// The user's interest vector at `at`, heaviest features first.
+    pub async fn interests(&self, user_id: &str, at: DateTime<Utc>) -> StoreResult<InterestsResponse> {
+        let view = self.user_view(user_id, at).await?;
+        let tuning = self.tuning.get();
+        let catalog = self.catalog.read().expect("catalog lock");
+        let profile = self.profile(&view.events, &catalog, &tuning, at);
+        let features = profile
+            .top(50)
+            .into_iter()
+            .map(|(f, w)| InterestFeature { feature: InterestVector::label(&catalog, f), weight: w, evidence: profile.evidence(f).to_vec() })
+            .collect();
+        Ok(InterestsResponse {
+            user_id: user_id.to_string(),
+            at,
+            level: profile.level(),
+            decay: tuning.decay.clone(),
+            config_version: self.tuning.version(),
+            features,
+        })
+    }
+
+    /// The interest level and the best item to push now (not in `blocked`), for the scheduler.
+    pub fn push_candidate(&self, user: &User, history: &[Event], blocked: &[String], now: DateTime<Utc>) -> PushCandidate {
+        let tuning = self.tuning.get();
+        let catalog = self.catalog.read().expect("catalog lock");
+        let stats = self.stats.read().expect("stats lock");
+        let profile = self.profile(history, &catalog, &tuning, now);
+        let exclude: HashSet<String> = blocked.iter().cloned().collect();
+        let context = RequestContext::at(&now.with_timezone(&user.timezone), None, None);
+        let request = ScoringRequest { n: 1, context, exclude: &exclude };
+        let ranking = rank(&request, &profile, history, &catalog, &stats, &tuning.scoring, now);
+        let best = ranking.items.into_iter().next().map(|s| CandidateItem {
+            item_id: s.item_id,
+            score: s.score,
+            reasons: serde_json::to_value(&s.reasons).unwrap_or(serde_json::Value::Null),
+        });
+        PushCandidate { interest_level: profile.level(), best }
+    }
+
+    pub fn item_changed(&self, item: Item) {
+        self.catalog.write().expect("catalog lock").upsert(item);
+    }
+
+    pub fn forget_user(&self, user_id: &str) {
+        self.users.lock().expect("user cache lock").remove(user_id);
+    }
+
+    /// Brings the catalog and the statistics up to date with the store. Returns how many
+    /// events were folded in.
+    pub async fn refresh(&self, settle: TimeDelta) -> StoreResult<usize> {
+        // Catalog: items changed since the last look (with an overlap for late commits).
+        let since = *self.catalog_since.lock().expect("catalog cursor lock");
+        let mut cursor = since;
+        loop {
+            let page = self.store.items_changed_since(cursor, 5_000).await?;
+            let n = page.len();
+            if n == 0 {
+                break;
+            }
+            let last = page.last().map(|(_, t)| *t).unwrap_or(cursor);
+            {
+                let mut catalog = self.catalog.write().expect("catalog lock");
+                for (item, _) in page {
+                    catalog.upsert(item);
+                }
+            }
+            if n < 5_000 || last == cursor {
+                cursor = last;
+                break;
+            }
+            cursor = last;
+        }
+        *self.catalog_since.lock().expect("catalog cursor lock") = cursor.max(since) - TimeDelta::seconds(5);
+
+        // Statistics: events after the last seq, in log order.
+        let tuning = self.tuning.get();
+        let mut folded = 0;
+        loop {
+            let after = self.stats_seq.load(Ordering::Acquire);
+            let page = self.store.events_after(after, REFRESH_PAGE, settle).await?;
+            if page.is_empty() {
+                break;
+            }
+            let n = page.len();
+            {
+                let mut catalog = self.catalog.write().expect("catalog lock");
+                let mut stats = self.stats.write().expect("stats lock");
+                let mut population = self.population.write().expect("population lock");
+                for logged in &page {
+                    let e = &logged.event;
+                    let weight = tuning.kinds.get(&e.kind).map_or(0.0, |k| k.weight);
+                    let tz: Tz = e.context.timezone.as_deref().and_then(|z| z.parse().ok()).unwrap_or(chrono_tz::UTC);
+                    population.observe(e.ts, tz, 1.0, &tuning.frequency);
+                    let Some(item_id) = &e.item_id else { continue };
+                    let item = catalog.intern(item_id);
+                    let keys = event_keys(e.ts, &tz, &e.context);
+                    stats.observe(&Observation {
+                        user: &e.user_id,
+                        item,
+                        categories: catalog.categories(item),
+                        brand: catalog.brand(item),
+                        weight,
+                        ts: e.ts,
+                        context: &keys,
+                    });
+                }
+            }
+            if let Some(last) = page.last() {
+                self.stats_seq.store(last.seq, Ordering::Release);
+            }
+            folded += n;
+            if (n as i64) < REFRESH_PAGE {
+                break;
+            }
+        }
+        *self.refreshed.lock().expect("refresh time lock") = Some(Instant::now());
+        Ok(folded)
+    }
+
+    /// Refreshes every `REFRESH_EVERY` until `stop`.
+    pub async fn run_refresher(self: Arc<Self>, stop: CancellationToken) {
+        loop {
+            match self.refresh(SETTLE).await {
+                Ok(n) if n > 0 => tracing::debug!(events = n, "statistics refreshed"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = ?e, "statistics refresh failed"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(REFRESH_EVERY) => {}
+                () = stop.cancelled() => return,
+            }
+        }
+    }
+
+    /// Refreshes gauges that are computed rather than counted (cache sizes, stats age).
+    pub fn export_gauges(&self) {
+        let n = self.users.lock().expect("user cache lock").len();
+        metrics::gauge!("kairos_history_cache_users").set(n as f64);
+        metrics::gauge!("kairos_catalog_items").set(self.catalog.read().expect("catalog lock").len() as f64);
+        let age = self.refreshed.lock().expect("refresh time lock").map_or(f64::INFINITY, |t| t.elapsed().as_secs_f64());
+        metrics::gauge!("kairos_stats_age_seconds").set(age);
+        metrics::gauge!("kairos_stats_observed_events").set(self.stats.read().expect("stats lock").observed() as f64);
+    }
+}
+
+impl CommitSink for Engine {
+    fn committed(&self, events: &[Event]) {
+        let mut cache = self.users.lock().expect("user cache lock");
+        for e in events {
+            if let Some(c) = cache.get_mut(&e.user_id) {
+                let v = Arc::make_mut(&mut c.view.events);
+                let pos = v.partition_point(|x| x.ts <= e.ts);
+                v.insert(pos, e.clone());
+            }
+        }
+    }
+}

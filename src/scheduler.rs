@@ -1,0 +1,171 @@
+//! The push scheduler: a background task that, each tick, claims due users, asks scoring for
+//! the best item not pushed recently, lets the frequency policy decide (send or skip, and
+//! why), and writes pushes, states and decisions in one transaction.
+//!
+//! Any number of replicas may run it against one PostgreSQL: users are claimed with
+//! `FOR UPDATE SKIP LOCKED` under a lease, a plan is only written while the claim holds and
+//! the state is unchanged, and the outbox allows one push per user and slot.
+//! `try_run_once(now)` runs one tick with a given clock, so tests drive it step by step.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::clock::Clock;
+use crate::config::LiveTuning;
+use crate::domain::User;
+use crate::frequency::{DecideContext, Decision, PushState, Recipient};
+use crate::recommend::Engine;
+use crate::store::{Push, PushStatus, Store, StoreError, UserPlan};
+
+/// What one tick did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Users were due; `claimed` were decided, `pushes` written, `conflicts` left for later.
+    Worked { claimed: usize, pushes: u64, conflicts: u64, expired: usize },
+    /// Nobody was due.
+    Idle { expired: usize },
+}
+
+pub struct Scheduler {
+    store: Arc<dyn Store>,
+    engine: Arc<Engine>,
+    tuning: Arc<LiveTuning>,
+    clock: Clock,
+}
+
+/// How far ahead a user with no reason to be looked at again is re-checked anyway (their
+/// consent or settings may change; a settings change also makes them due at once).
+const IDLE_RECHECK: TimeDelta = TimeDelta::days(1);
+
+impl Scheduler {
+    pub fn new(store: Arc<dyn Store>, engine: Arc<Engine>, tuning: Arc<LiveTuning>, clock: Clock) -> Self {
+        Scheduler { store, engine, tuning, clock }
+    }
+
+    /// Runs ticks every `tuning.scheduler.interval_secs` until `stop`; a tick that found work
+    /// is followed at once by the next, so a backlog drains at full speed. Stops between ticks.
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        loop {
+            let tuning = self.tuning.get();
+            let pause = Duration::from_secs_f64(tuning.scheduler.interval_secs);
+            let outcome = if tuning.scheduler.enabled { Some(self.try_run_once(self.clock.now()).await) } else { None };
+            let busy = match outcome {
+                Some(Ok(Outcome::Worked { .. })) => true,
+                Some(Ok(Outcome::Idle { .. })) | None => false,
+                Some(Err(e)) => {
+                    tracing::error!(error = ?e, "scheduler tick failed");
+                    false
+                }
+            };
+            if busy && !stop.is_cancelled() {
+                continue;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = stop.cancelled() => return,
+            }
+        }
+    }
+
+    /// One tick at `now`.
+    pub async fn try_run_once(&self, now: DateTime<Utc>) -> Result<Outcome, StoreError> {
+        let started = Instant::now();
+        let tuning = self.tuning.get();
+        let cfg = &tuning.frequency;
+        let expired = self.store.expire_pushes(now).await?;
+        if !expired.is_empty() {
+            metrics::counter!("kairos_pushes_total", "outcome" => "expired").increment(expired.len() as u64);
+        }
+        let token = Uuid::new_v4();
+        let lease_until = now + TimeDelta::seconds(tuning.scheduler.lease_secs);
+        let claimed = self.store.claim_due_users(now, i64::from(tuning.scheduler.batch_size), token, lease_until).await?;
+        if claimed.is_empty() {
+            return Ok(Outcome::Idle { expired: expired.len() });
+        }
+        let ids: Vec<String> = claimed.iter().map(|c| c.user_id.clone()).collect();
+        let found = self.store.get_users(&ids).await?;
+        let histories = self.engine.histories_for(&found, now).await?;
+        let users: HashMap<String, User> = found.into_iter().map(|u| (u.user_id.clone(), u)).collect();
+        let sent_last_minute = self.store.count_pushes_since(now - TimeDelta::minutes(1)).await?;
+        let mut budget = u32::try_from(i64::from(cfg.global_rate_per_minute) - sent_last_minute).unwrap_or(0);
+        let population = self.engine.population_activity();
+
+        let mut plans = Vec::with_capacity(claimed.len());
+        for row in &claimed {
+            let Some(user) = users.get(&row.user_id) else {
+                // A push state without settings (e.g. created from events only): look again later.
+                continue;
+            };
+            let empty = Vec::new();
+            let history = histories.get(&row.user_id).map_or(&empty, |h| h.as_ref());
+            let stored = match row.state.as_ref().map(|v| serde_json::from_value::<PushState>(v.clone())) {
+                Some(Ok(s)) => Some(s),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "stored push state unreadable; starting afresh");
+                    None
+                }
+                None => None,
+            };
+            let blocked = stored.as_ref().map(|s| s.blocked_items(now, cfg)).unwrap_or_default();
+            let candidate = self.engine.push_candidate(user, history, &blocked, now);
+            let mut state = stored.unwrap_or_else(|| PushState::new(candidate.interest_level, now, cfg));
+            // Activity not yet in the histogram: events newer than its reference time.
+            let seen_until = state.activity.as_of();
+            for e in history.iter().filter(|e| seen_until.is_none_or(|t| e.ts > t) && e.ts <= now) {
+                state.observe_activity(e.ts, user.timezone, cfg);
+            }
+            state.sweep_ignored(now, cfg);
+            let best = candidate.best.filter(|b| !state.is_suppressed(&b.item_id, now) && !state.pushed_recently(&b.item_id, now, cfg));
+            let ctx = DecideContext {
+                user: Recipient::from(user),
+                best_item_score: best.as_ref().map(|b| b.score),
+                global_budget_left: budget,
+                population: &population,
+            };
+            let decision = state.decide(&ctx, now, cfg);
+            let push = match (&decision, best) {
+                (&Decision::Send { at, .. }, Some(item)) => {
+                    let push = Push {
+                        push_id: Uuid::now_v7(),
+                        user_id: user.user_id.clone(),
+                        item_id: item.item_id.clone(),
+                        send_at: at,
+                        expires_at: now + TimeDelta::seconds((cfg.push_ttl_hours * 3600.0) as i64),
+                        score: item.score,
+                        reasons: item.reasons,
+                        status: PushStatus::Planned,
+                        leased_until: None,
+                        created_at: now,
+                    };
+                    state.record_sent(&push.push_id.to_string(), &push.item_id, at, user.timezone, cfg);
+                    budget = budget.saturating_sub(1);
+                    Some(push)
+                }
+                _ => None,
+            };
+            let label = decision.skip_reason().map_or("send", |r| r.as_str());
+            metrics::counter!("kairos_scheduler_decisions_total", "decision" => label).increment(1);
+            let next_due_at = decision.next_check_at().unwrap_or(now + IDLE_RECHECK).max(now + TimeDelta::seconds(1));
+            let state_json = serde_json::to_value(&state).map_err(|e| StoreError::Corrupt(format!("push state: {e}")))?;
+            let decision_json = serde_json::to_value(&decision).map_err(|e| StoreError::Corrupt(format!("decision: {e}")))?;
+            plans.push(UserPlan {
+                user_id: user.user_id.clone(),
+                version: row.version,
+                state: state_json,
+                next_due_at,
+                push,
+                decision: decision_json,
+            });
+        }
+        let commit = self.store.commit_plans(token, &plans, now).await?;
+        metrics::counter!("kairos_pushes_total", "outcome" => "planned").increment(commit.pushes);
+        metrics::histogram!("kairos_scheduler_tick_seconds").record(started.elapsed().as_secs_f64());
+        tracing::debug!(claimed = claimed.len(), pushes = commit.pushes, conflicts = commit.conflicts, "scheduler tick");
+        Ok(Outcome::Worked { claimed: claimed.len(), pushes: commit.pushes, conflicts: commit.conflicts, expired: expired.len() })
+    }
+}

@@ -1,0 +1,277 @@
+//! Storage: one trait, a PostgreSQL backend for production and an embedded SQLite backend
+//! for one machine. All SQL of the service lives under this module.
+
+mod postgres;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+use crate::config::DatabaseSettings;
+use crate::domain::{Event, Item, User};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored row is invalid: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What `DELETE /v1/users/{id}` removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Erased {
+    pub users: u64,
+    pub events: u64,
+    pub push_states: u64,
+    pub pushes: u64,
+}
+
+impl Erased {
+    pub fn anything(&self) -> bool {
+        self.users + self.events + self.push_states + self.pushes > 0
+    }
+}
+
+/// An event with its position in the log, for incremental consumers.
+#[derive(Debug, Clone)]
+pub struct LoggedEvent {
+    pub seq: i64,
+    pub event: Event,
+}
+
+/// Where a push is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PushStatus {
+    /// In the outbox, waiting for its send time.
+    Planned,
+    /// Handed to the gateway; offered again when the lease ends unacknowledged.
+    Leased,
+    Delivered,
+    Failed,
+    /// Not delivered before `expires_at`.
+    Expired,
+    /// Withdrawn (the user unsubscribed or lost consent).
+    Cancelled,
+}
+
+impl PushStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PushStatus::Planned => "planned",
+            PushStatus::Leased => "leased",
+            PushStatus::Delivered => "delivered",
+            PushStatus::Failed => "failed",
+            PushStatus::Expired => "expired",
+            PushStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> StoreResult<Self> {
+        Ok(match s {
+            "planned" => PushStatus::Planned,
+            "leased" => PushStatus::Leased,
+            "delivered" => PushStatus::Delivered,
+            "failed" => PushStatus::Failed,
+            "expired" => PushStatus::Expired,
+            "cancelled" => PushStatus::Cancelled,
+            other => return Err(StoreError::Corrupt(format!("push status {other:?}"))),
+        })
+    }
+}
+
+/// A push in the outbox.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct Push {
+    pub push_id: Uuid,
+    pub user_id: String,
+    pub item_id: String,
+    pub send_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub score: f64,
+    /// Why this item, from scoring.
+    #[schema(value_type = Object)]
+    pub reasons: serde_json::Value,
+    pub status: PushStatus,
+    pub leased_until: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A user's stored push state row.
+#[derive(Debug, Clone)]
+pub struct PushStateRow {
+    pub user_id: String,
+    /// Guards read-modify-write: a write names the version it read.
+    pub version: i64,
+    pub next_due_at: DateTime<Utc>,
+    /// The frequency policy's `PushState` as JSON; `None` before the first plan.
+    pub state: Option<serde_json::Value>,
+}
+
+/// What one scheduler decision writes for one claimed user.
+#[derive(Debug, Clone)]
+pub struct UserPlan {
+    pub user_id: String,
+    /// The version read at claim time.
+    pub version: i64,
+    pub state: serde_json::Value,
+    pub next_due_at: DateTime<Utc>,
+    pub push: Option<Push>,
+    pub decision: serde_json::Value,
+}
+
+/// What committing a batch of plans did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PlanCommit {
+    pub pushes: u64,
+    /// Plans dropped because the row changed since the claim (feedback) or the claim was lost.
+    pub conflicts: u64,
+    /// Pushes not written because the user already has one at that slot.
+    pub slot_taken: u64,
+}
+
+/// Feedback to record together with the new state it produced.
+#[derive(Debug, Clone)]
+pub struct FeedbackWrite {
+    pub push_id: Uuid,
+    pub kind: String,
+    pub ts: DateTime<Utc>,
+    pub user_id: String,
+    pub expected_version: i64,
+    pub state: serde_json::Value,
+    /// New status of the push, when the feedback changes it (delivered, failed).
+    pub push_status: Option<PushStatus>,
+    /// Withdraw the user's planned pushes (unsubscribe).
+    pub cancel_open_pushes: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedbackOutcome {
+    Applied,
+    /// The same (push, kind) was recorded before: nothing changed.
+    Duplicate,
+    /// The state changed since it was read: read again and retry.
+    Conflict,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `postgres` or `sqlite`, for logs and metrics.
+    fn backend(&self) -> &'static str;
+
+    /// Cheap round trip for `/readyz`.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Writes events in one transaction with one statement; returns the ids that were new
+    /// (the others were already stored). Events must have distinct ids.
+    async fn insert_events(&self, events: &[Event]) -> StoreResult<Vec<Uuid>>;
+
+    /// Number of stored events (tests, admin).
+    async fn count_events(&self) -> StoreResult<i64>;
+
+    /// A user's events with `ts >= since`, oldest first.
+    async fn user_events(&self, user_id: &str, since: DateTime<Utc>) -> StoreResult<Vec<Event>>;
+
+    /// Events logged after `after_seq`, in log order, at most `limit`, received at least
+    /// `settle` ago (so a transaction still in flight cannot commit a lower seq later).
+    async fn events_after(&self, after_seq: i64, limit: i64, settle: chrono::Duration) -> StoreResult<Vec<LoggedEvent>>;
+
+    /// Deletes events older than `before`; returns how many.
+    async fn prune_events(&self, before: DateTime<Utc>) -> StoreResult<u64>;
+
+    /// Inserts or replaces items, in one transaction.
+    async fn upsert_items(&self, items: &[Item]) -> StoreResult<()>;
+
+    async fn get_item(&self, item_id: &str) -> StoreResult<Option<Item>>;
+
+    /// Items changed at or after `since`, ordered by change time, at most `limit`,
+    /// with each item's change time (for paging and catalog refresh).
+    async fn items_changed_since(&self, since: DateTime<Utc>, limit: i64) -> StoreResult<Vec<(Item, DateTime<Utc>)>>;
+
+    async fn count_items(&self) -> StoreResult<i64>;
+
+    async fn upsert_user(&self, user: &User) -> StoreResult<()>;
+
+    async fn get_user(&self, user_id: &str) -> StoreResult<Option<User>>;
+
+    /// The users among `user_ids` that exist (one query; the scheduler's batch read).
+    async fn get_users(&self, user_ids: &[String]) -> StoreResult<Vec<User>>;
+
+    /// Events with `ts >= since` of every user in `user_ids`, oldest first (one query).
+    async fn users_events(&self, user_ids: &[String], since: DateTime<Utc>) -> StoreResult<Vec<Event>>;
+
+    /// Erases every row about the user in one transaction.
+    async fn delete_user(&self, user_id: &str) -> StoreResult<Erased>;
+
+    // ---- push state and outbox ----
+
+    /// Creates push-state rows (due at `now`) for users that have none.
+    async fn ensure_push_states(&self, user_ids: &[String], now: DateTime<Utc>) -> StoreResult<()>;
+
+    async fn get_push_state(&self, user_id: &str) -> StoreResult<Option<PushStateRow>>;
+
+    /// Claims up to `limit` users due at `now` whose rows are not leased to another replica
+    /// (`FOR UPDATE SKIP LOCKED` on PostgreSQL; one writer at a time on SQLite), leasing
+    /// them under `token` until `lease_until`.
+    async fn claim_due_users(&self, now: DateTime<Utc>, limit: i64, token: Uuid, lease_until: DateTime<Utc>) -> StoreResult<Vec<PushStateRow>>;
+
+    /// Writes the plans of one tick in one transaction: pushes into the outbox, states,
+    /// decisions; releases the claims. A plan whose row changed since the claim is dropped.
+    async fn commit_plans(&self, token: Uuid, plans: &[UserPlan], now: DateTime<Utc>) -> StoreResult<PlanCommit>;
+
+    /// Pushes planned at or after `since`, across all users (global rate limit).
+    async fn count_pushes_since(&self, since: DateTime<Utc>) -> StoreResult<i64>;
+
+    /// Marks open pushes past their expiry as expired; returns them.
+    async fn expire_pushes(&self, now: DateTime<Utc>) -> StoreResult<Vec<Push>>;
+
+    /// Leases up to `limit` pushes due at `now` (planned, or leased with the lease run out).
+    async fn claim_due_pushes(&self, now: DateTime<Utc>, limit: i64, lease_until: DateTime<Utc>) -> StoreResult<Vec<Push>>;
+
+    async fn get_push(&self, push_id: Uuid) -> StoreResult<Option<Push>>;
+
+    /// A user's most recent pushes, newest first.
+    async fn user_pushes(&self, user_id: &str, limit: i64) -> StoreResult<Vec<Push>>;
+
+    /// Records feedback idempotently with the state it produced, in one transaction.
+    async fn record_feedback(&self, write: &FeedbackWrite, now: DateTime<Utc>) -> StoreResult<FeedbackOutcome>;
+}
+
+/// Opens the configured store and runs its migrations.
+pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<Arc<dyn Store>> {
+    use anyhow::Context;
+    match &settings.url {
+        Some(url) => {
+            let store = PgStore::connect(url.expose(), settings).await.context("connecting to PostgreSQL")?;
+            store.migrate().await.context("running PostgreSQL migrations")?;
+            Ok(Arc::new(store))
+        }
+        None => {
+            let store = SqliteStore::open(&settings.sqlite_path, settings).await.with_context(|| {
+                format!("opening the embedded SQLite store at {}", settings.sqlite_path.display())
+            })?;
+            store.migrate().await.context("running SQLite migrations")?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// Splits a stored category path back into its segments.
+pub(crate) fn split_category(path: &str) -> Vec<String> {
+    path.split('/').filter(|s| !s.is_empty()).map(str::to_string).collect()
+}
+
+pub(crate) fn parse_tz(name: &str) -> StoreResult<chrono_tz::Tz> {
+    name.parse().map_err(|_| StoreError::Corrupt(format!("unknown time zone {name:?}")))
+}

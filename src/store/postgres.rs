@@ -1,0 +1,546 @@
+//! PostgreSQL backend: batches as one UNNEST statement, every multi-row write in one
+//! transaction, work queues with `FOR UPDATE SKIP LOCKED`.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+use super::{
+    Erased, FeedbackOutcome, FeedbackWrite, LoggedEvent, PlanCommit, Push, PushStateRow, PushStatus, Store, StoreError,
+    StoreResult, UserPlan, parse_tz, split_category,
+};
+use crate::config::DatabaseSettings;
+use crate::domain::{Device, Event, EventContext, EventProps, Item, QuietHours, User};
+
+pub struct PgStore {
+    pub(crate) pool: PgPool,
+}
+
+impl PgStore {
+    pub async fn connect(url: &str, settings: &DatabaseSettings) -> StoreResult<PgStore> {
+        let options: PgConnectOptions = url.parse()?;
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(Duration::from_secs(settings.acquire_timeout_secs))
+            .connect_with(options)
+            .await?;
+        Ok(PgStore { pool })
+    }
+
+    pub async fn migrate(&self) -> StoreResult<()> {
+        sqlx::migrate!("./migrations/postgres").run(&self.pool).await?;
+        Ok(())
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+const EVENT_COLUMNS: &str = "seq, event_id, user_id, item_id, kind, ts, device, platform, country, region, timezone, network, session_id, price, quantity, query";
+
+fn event_from_row(row: &PgRow) -> StoreResult<Event> {
+    let device: Option<String> = row.try_get("device")?;
+    Ok(Event {
+        event_id: row.try_get("event_id")?,
+        user_id: row.try_get("user_id")?,
+        item_id: row.try_get("item_id")?,
+        kind: row.try_get("kind")?,
+        ts: row.try_get("ts")?,
+        context: EventContext {
+            device: device.as_deref().and_then(Device::parse),
+            platform: row.try_get("platform")?,
+            country: row.try_get("country")?,
+            region: row.try_get("region")?,
+            timezone: row.try_get("timezone")?,
+            network: row.try_get("network")?,
+            session_id: row.try_get("session_id")?,
+        },
+        props: EventProps { price: row.try_get("price")?, quantity: row.try_get("quantity")?, query: row.try_get("query")? },
+    })
+}
+
+fn item_from_row(row: &PgRow) -> StoreResult<Item> {
+    let category: String = row.try_get("category")?;
+    Ok(Item {
+        item_id: row.try_get("item_id")?,
+        category: split_category(&category),
+        brand: row.try_get("brand")?,
+        price: row.try_get("price")?,
+        tags: row.try_get("tags")?,
+        available: row.try_get("available")?,
+        title: row.try_get("title")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn user_from_row(row: &PgRow) -> StoreResult<User> {
+    let tz: String = row.try_get("timezone")?;
+    let qs: Option<i16> = row.try_get("quiet_start")?;
+    let qe: Option<i16> = row.try_get("quiet_end")?;
+    Ok(User {
+        user_id: row.try_get("user_id")?,
+        timezone: parse_tz(&tz)?,
+        push_consent: row.try_get("push_consent")?,
+        quiet_hours: qs.zip(qe).map(|(s, e)| QuietHours { start: s as u8, end: e as u8 }),
+        locale: row.try_get("locale")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn push_from_row(row: &PgRow) -> StoreResult<Push> {
+    let status: String = row.try_get("status")?;
+    Ok(Push {
+        push_id: row.try_get("push_id")?,
+        user_id: row.try_get("user_id")?,
+        item_id: row.try_get("item_id")?,
+        send_at: row.try_get("send_at")?,
+        expires_at: row.try_get("expires_at")?,
+        score: row.try_get("score")?,
+        reasons: row.try_get("reasons")?,
+        status: PushStatus::parse(&status)?,
+        leased_until: row.try_get("leased_until")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn push_state_from_row(row: &PgRow) -> StoreResult<PushStateRow> {
+    Ok(PushStateRow {
+        user_id: row.try_get("user_id")?,
+        version: row.try_get("version")?,
+        next_due_at: row.try_get("next_due_at")?,
+        state: row.try_get("state")?,
+    })
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("select 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn insert_events(&self, events: &[Event]) -> StoreResult<Vec<Uuid>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = events.len();
+        let mut ids = Vec::with_capacity(n);
+        let mut users = Vec::with_capacity(n);
+        let mut items = Vec::with_capacity(n);
+        let mut kinds = Vec::with_capacity(n);
+        let mut ts = Vec::with_capacity(n);
+        let mut device = Vec::with_capacity(n);
+        let mut platform = Vec::with_capacity(n);
+        let mut country = Vec::with_capacity(n);
+        let mut region = Vec::with_capacity(n);
+        let mut timezone = Vec::with_capacity(n);
+        let mut network = Vec::with_capacity(n);
+        let mut session = Vec::with_capacity(n);
+        let mut price = Vec::with_capacity(n);
+        let mut quantity = Vec::with_capacity(n);
+        let mut query = Vec::with_capacity(n);
+        for e in events {
+            ids.push(e.event_id);
+            users.push(e.user_id.as_str());
+            items.push(e.item_id.as_deref());
+            kinds.push(e.kind.as_str());
+            ts.push(e.ts);
+            device.push(e.context.device.map(Device::as_str));
+            platform.push(e.context.platform.as_deref());
+            country.push(e.context.country.as_deref());
+            region.push(e.context.region.as_deref());
+            timezone.push(e.context.timezone.as_deref());
+            network.push(e.context.network.as_deref());
+            session.push(e.context.session_id.as_deref());
+            price.push(e.props.price);
+            quantity.push(e.props.quantity);
+            query.push(e.props.query.as_deref());
+        }
+        // One statement for the whole batch; the implicit transaction makes it atomic.
+        let rows = sqlx::query(
+            "insert into events (event_id, user_id, item_id, kind, ts, device, platform, country, region, \
+             timezone, network, session_id, price, quantity, query) \
+             select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], \
+             $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
+             $13::float8[], $14::int4[], $15::text[]) \
+             on conflict (event_id) do nothing returning event_id",
+        )
+        .bind(&ids)
+        .bind(&users)
+        .bind(&items)
+        .bind(&kinds)
+        .bind(&ts)
+        .bind(&device)
+        .bind(&platform)
+        .bind(&country)
+        .bind(&region)
+        .bind(&timezone)
+        .bind(&network)
+        .bind(&session)
+        .bind(&price)
+        .bind(&quantity)
+        .bind(&query)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| r.try_get::<Uuid, _>(0).map_err(StoreError::from)).collect()
+    }
+
+    async fn count_events(&self) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar("select count(*) from events").fetch_one(&self.pool).await?)
+    }
+
+    async fn user_events(&self, user_id: &str, since: DateTime<Utc>) -> StoreResult<Vec<Event>> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "select {EVENT_COLUMNS} from events where user_id = $1 and ts >= $2 order by ts, seq"
+        ));
+        let rows = sqlx::query(sql).bind(user_id).bind(since).fetch_all(&self.pool).await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn events_after(&self, after_seq: i64, limit: i64, settle: chrono::Duration) -> StoreResult<Vec<LoggedEvent>> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "select {EVENT_COLUMNS} from events where seq > $1 and received_at <= now() - $3 order by seq limit $2"
+        ));
+        let settle = sqlx::postgres::types::PgInterval::try_from(settle.to_std().unwrap_or_default())
+            .map_err(|e| StoreError::Corrupt(format!("settle interval: {e}")))?;
+        let rows = sqlx::query(sql).bind(after_seq).bind(limit).bind(settle).fetch_all(&self.pool).await?;
+        rows.iter().map(|r| Ok(LoggedEvent { seq: r.try_get("seq")?, event: event_from_row(r)? })).collect()
+    }
+
+    async fn prune_events(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        let r = sqlx::query("delete from events where ts < $1").bind(before).execute(&self.pool).await?;
+        Ok(r.rows_affected())
+    }
+
+    async fn upsert_items(&self, items: &[Item]) -> StoreResult<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = items.iter().map(|i| i.item_id.as_str()).collect();
+        let cats: Vec<String> = items.iter().map(Item::category_path).collect();
+        let brands: Vec<Option<&str>> = items.iter().map(|i| i.brand.as_deref()).collect();
+        let prices: Vec<Option<f64>> = items.iter().map(|i| i.price).collect();
+        // text[][] cannot be ragged, so tags travel as one JSON array per item.
+        let tags: Vec<serde_json::Value> = items.iter().map(|i| serde_json::json!(i.tags)).collect();
+        let avail: Vec<bool> = items.iter().map(|i| i.available).collect();
+        let titles: Vec<Option<&str>> = items.iter().map(|i| i.title.as_deref()).collect();
+        let created: Vec<Option<DateTime<Utc>>> = items.iter().map(|i| i.created_at).collect();
+        sqlx::query(
+            "insert into items (item_id, category, brand, price, tags, available, title, created_at, updated_at) \
+             select u.id, u.cat, u.brand, u.price, \
+                    coalesce(array(select jsonb_array_elements_text(u.tags)), '{}'), \
+                    u.avail, u.title, u.created, clock_timestamp() \
+             from unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::jsonb[], $6::bool[], $7::text[], $8::timestamptz[]) \
+                  as u(id, cat, brand, price, tags, avail, title, created) \
+             on conflict (item_id) do update set category = excluded.category, brand = excluded.brand, \
+                price = excluded.price, tags = excluded.tags, available = excluded.available, \
+                title = excluded.title, created_at = excluded.created_at, updated_at = excluded.updated_at",
+        )
+        .bind(&ids)
+        .bind(&cats)
+        .bind(&brands)
+        .bind(&prices)
+        .bind(&tags)
+        .bind(&avail)
+        .bind(&titles)
+        .bind(&created)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_item(&self, item_id: &str) -> StoreResult<Option<Item>> {
+        let row = sqlx::query("select * from items where item_id = $1").bind(item_id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(item_from_row).transpose()
+    }
+
+    async fn items_changed_since(&self, since: DateTime<Utc>, limit: i64) -> StoreResult<Vec<(Item, DateTime<Utc>)>> {
+        let rows = sqlx::query("select * from items where updated_at >= $1 order by updated_at, item_id limit $2")
+            .bind(since)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok((item_from_row(r)?, r.try_get("updated_at")?))).collect()
+    }
+
+    async fn count_items(&self) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar("select count(*) from items").fetch_one(&self.pool).await?)
+    }
+
+    async fn upsert_user(&self, user: &User) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "insert into users (user_id, timezone, push_consent, quiet_start, quiet_end, locale, updated_at) \
+             values ($1, $2, $3, $4, $5, $6, $7) \
+             on conflict (user_id) do update set timezone = excluded.timezone, push_consent = excluded.push_consent, \
+             quiet_start = excluded.quiet_start, quiet_end = excluded.quiet_end, locale = excluded.locale, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(&user.user_id)
+        .bind(user.timezone.name())
+        .bind(user.push_consent)
+        .bind(user.quiet_hours.map(|q| i16::from(q.start)))
+        .bind(user.quiet_hours.map(|q| i16::from(q.end)))
+        .bind(&user.locale)
+        .bind(user.updated_at)
+        .execute(&mut *tx)
+        .await?;
+        // A user with settings is a push candidate; new or changed settings make them due now.
+        sqlx::query(
+            "insert into push_state (user_id, next_due_at, updated_at) values ($1, $2, $2) \
+             on conflict (user_id) do update set next_due_at = excluded.next_due_at",
+        )
+        .bind(&user.user_id)
+        .bind(user.updated_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_user(&self, user_id: &str) -> StoreResult<Option<User>> {
+        let row = sqlx::query("select * from users where user_id = $1").bind(user_id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn get_users(&self, user_ids: &[String]) -> StoreResult<Vec<User>> {
+        let rows = sqlx::query("select * from users where user_id = any($1)").bind(user_ids).fetch_all(&self.pool).await?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn users_events(&self, user_ids: &[String], since: DateTime<Utc>) -> StoreResult<Vec<Event>> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "select {EVENT_COLUMNS} from events where user_id = any($1) and ts >= $2 order by ts, seq"
+        ));
+        let rows = sqlx::query(sql).bind(user_ids).bind(since).fetch_all(&self.pool).await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn delete_user(&self, user_id: &str) -> StoreResult<Erased> {
+        let mut tx = self.pool.begin().await?;
+        let events = sqlx::query("delete from events where user_id = $1").bind(user_id).execute(&mut *tx).await?;
+        let users = sqlx::query("delete from users where user_id = $1").bind(user_id).execute(&mut *tx).await?;
+        let states = sqlx::query("delete from push_state where user_id = $1").bind(user_id).execute(&mut *tx).await?;
+        sqlx::query("delete from feedback where push_id in (select push_id from pushes where user_id = $1)")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        let pushes = sqlx::query("delete from pushes where user_id = $1").bind(user_id).execute(&mut *tx).await?;
+        sqlx::query("delete from decisions where user_id = $1").bind(user_id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(Erased {
+            users: users.rows_affected(),
+            events: events.rows_affected(),
+            push_states: states.rows_affected(),
+            pushes: pushes.rows_affected(),
+        })
+    }
+
+    async fn ensure_push_states(&self, user_ids: &[String], now: DateTime<Utc>) -> StoreResult<()> {
+        sqlx::query(
+            "insert into push_state (user_id, next_due_at, updated_at) select u, $2, $2 from unnest($1::text[]) as u \
+             on conflict (user_id) do nothing",
+        )
+        .bind(user_ids)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_push_state(&self, user_id: &str) -> StoreResult<Option<PushStateRow>> {
+        let row = sqlx::query("select user_id, version, next_due_at, state from push_state where user_id = $1")
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(push_state_from_row).transpose()
+    }
+
+    async fn claim_due_users(&self, now: DateTime<Utc>, limit: i64, token: Uuid, lease_until: DateTime<Utc>) -> StoreResult<Vec<PushStateRow>> {
+        // SKIP LOCKED: concurrent replicas claim disjoint sets; the lease keeps a claimed row
+        // away from other replicas until this one commits or the lease runs out.
+        let rows = sqlx::query(
+            "update push_state set claimed_until = $3, claim_token = $4 where user_id in ( \
+                select user_id from push_state where next_due_at <= $1 \
+                and (claimed_until is null or claimed_until < $1) \
+                order by next_due_at limit $2 for update skip locked) \
+             returning user_id, version, next_due_at, state",
+        )
+        .bind(now)
+        .bind(limit)
+        .bind(lease_until)
+        .bind(token)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(push_state_from_row).collect()
+    }
+
+    async fn commit_plans(&self, token: Uuid, plans: &[UserPlan], now: DateTime<Utc>) -> StoreResult<PlanCommit> {
+        // Three set-based statements for the whole batch, in one transaction: states (only
+        // where the claim still holds and the version is unchanged), then the pushes and
+        // decisions of the users whose state was written.
+        let mut tx = self.pool.begin().await?;
+        let users: Vec<&str> = plans.iter().map(|p| p.user_id.as_str()).collect();
+        let states: Vec<&serde_json::Value> = plans.iter().map(|p| &p.state).collect();
+        let due: Vec<DateTime<Utc>> = plans.iter().map(|p| p.next_due_at).collect();
+        let versions: Vec<i64> = plans.iter().map(|p| p.version).collect();
+        let written: Vec<String> = sqlx::query_scalar(
+            "update push_state p set state = u.state, next_due_at = u.due, version = p.version + 1, \
+                claimed_until = null, claim_token = null, updated_at = $5 \
+             from unnest($1::text[], $2::jsonb[], $3::timestamptz[], $4::int8[]) as u(user_id, state, due, version) \
+             where p.user_id = u.user_id and p.claim_token = $6 and p.version = u.version \
+             returning p.user_id",
+        )
+        .bind(&users)
+        .bind(&states)
+        .bind(&due)
+        .bind(&versions)
+        .bind(now)
+        .bind(token)
+        .fetch_all(&mut *tx)
+        .await?;
+        let written: std::collections::HashSet<String> = written.into_iter().collect();
+        let applied: Vec<&UserPlan> = plans.iter().filter(|p| written.contains(&p.user_id)).collect();
+        let mut report = PlanCommit { conflicts: (plans.len() - applied.len()) as u64, ..PlanCommit::default() };
+
+        let pushes: Vec<&Push> = applied.iter().filter_map(|p| p.push.as_ref()).collect();
+        if !pushes.is_empty() {
+            let inserted = sqlx::query(
+                "insert into pushes (push_id, user_id, item_id, send_at, expires_at, score, reasons, status, created_at) \
+                 select id, u, i, s, e, sc, r, 'planned', $8 \
+                 from unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::float8[], $7::jsonb[]) \
+                      as t(id, u, i, s, e, sc, r) \
+                 on conflict (user_id, send_at) do nothing",
+            )
+            .bind(pushes.iter().map(|p| p.push_id).collect::<Vec<_>>())
+            .bind(pushes.iter().map(|p| p.user_id.as_str()).collect::<Vec<_>>())
+            .bind(pushes.iter().map(|p| p.item_id.as_str()).collect::<Vec<_>>())
+            .bind(pushes.iter().map(|p| p.send_at).collect::<Vec<_>>())
+            .bind(pushes.iter().map(|p| p.expires_at).collect::<Vec<_>>())
+            .bind(pushes.iter().map(|p| p.score).collect::<Vec<_>>())
+            .bind(pushes.iter().map(|p| &p.reasons).collect::<Vec<_>>())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            report.pushes = inserted.rows_affected();
+            report.slot_taken = pushes.len() as u64 - report.pushes;
+        }
+        if !applied.is_empty() {
+            sqlx::query(
+                "insert into decisions (user_id, decided_at, decision) \
+                 select u, $3, d from unnest($1::text[], $2::jsonb[]) as t(u, d)",
+            )
+            .bind(applied.iter().map(|p| p.user_id.as_str()).collect::<Vec<_>>())
+            .bind(applied.iter().map(|p| &p.decision).collect::<Vec<_>>())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        // Claims of users whose plan was dropped are released too.
+        sqlx::query("update push_state set claimed_until = null, claim_token = null where claim_token = $1")
+            .bind(token)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    async fn count_pushes_since(&self, since: DateTime<Utc>) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar("select count(*) from pushes where created_at >= $1").bind(since).fetch_one(&self.pool).await?)
+    }
+
+    async fn expire_pushes(&self, now: DateTime<Utc>) -> StoreResult<Vec<Push>> {
+        let rows = sqlx::query(
+            "update pushes set status = 'expired', leased_until = null \
+             where status in ('planned', 'leased') and expires_at <= $1 returning *",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(push_from_row).collect()
+    }
+
+    async fn claim_due_pushes(&self, now: DateTime<Utc>, limit: i64, lease_until: DateTime<Utc>) -> StoreResult<Vec<Push>> {
+        let rows = sqlx::query(
+            "update pushes set status = 'leased', leased_until = $3 where push_id in ( \
+                select push_id from pushes where status in ('planned', 'leased') and send_at <= $1 \
+                and expires_at > $1 and (leased_until is null or leased_until < $1) \
+                order by send_at limit $2 for update skip locked) \
+             returning *",
+        )
+        .bind(now)
+        .bind(limit)
+        .bind(lease_until)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut pushes: Vec<Push> = rows.iter().map(push_from_row).collect::<StoreResult<_>>()?;
+        pushes.sort_by_key(|p| p.send_at);
+        Ok(pushes)
+    }
+
+    async fn get_push(&self, push_id: Uuid) -> StoreResult<Option<Push>> {
+        let row = sqlx::query("select * from pushes where push_id = $1").bind(push_id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(push_from_row).transpose()
+    }
+
+    async fn user_pushes(&self, user_id: &str, limit: i64) -> StoreResult<Vec<Push>> {
+        let rows = sqlx::query("select * from pushes where user_id = $1 order by send_at desc limit $2")
+            .bind(user_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(push_from_row).collect()
+    }
+
+    async fn record_feedback(&self, w: &FeedbackWrite, now: DateTime<Utc>) -> StoreResult<FeedbackOutcome> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "insert into feedback (push_id, kind, ts, received_at) values ($1, $2, $3, $4) on conflict do nothing",
+        )
+        .bind(w.push_id)
+        .bind(&w.kind)
+        .bind(w.ts)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Ok(FeedbackOutcome::Duplicate);
+        }
+        let updated = sqlx::query(
+            "update push_state set state = $2, version = version + 1, updated_at = $4 where user_id = $1 and version = $3",
+        )
+        .bind(&w.user_id)
+        .bind(&w.state)
+        .bind(w.expected_version)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(FeedbackOutcome::Conflict); // dropped tx rolls back the feedback row
+        }
+        if let Some(status) = w.push_status {
+            sqlx::query("update pushes set status = $2, leased_until = null where push_id = $1")
+                .bind(w.push_id)
+                .bind(status.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        if w.cancel_open_pushes {
+            sqlx::query("update pushes set status = 'cancelled' where user_id = $1 and status in ('planned', 'leased')")
+                .bind(&w.user_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(FeedbackOutcome::Applied)
+    }
+}

@@ -1,0 +1,10 @@
+//! Integration tests: the real service on port 0, over HTTP, on PostgreSQL and SQLite.
+
+mod helpers;
+
+mod auth_and_ops;
+mod catalog_and_users;
+mod crash;
+mod ingest;
+mod pushes;
+mod recommendations;

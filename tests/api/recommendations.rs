@@ -1,0 +1,153 @@
+//! Recommendations over HTTP: time sensitivity, context sensitivity, fresh reads, cold
+//! start, and refused parameters.
+
+use chrono::{TimeDelta, TimeZone, Utc};
+use kairos::decay::Decay;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, INGEST_KEY, READ_KEY, TestApp, expect_problem, problem_fields};
+use crate::on_both_stores;
+
+async fn catalog(app: &TestApp, category: &str, prefix: &str, n: usize) {
+    let items: Vec<Value> = (0..n).map(|i| json!({"item_id": format!("{prefix}{i}"), "category": category})).collect();
+    assert_eq!(app.post("/v1/items", INGEST_KEY, &json!({"items": items})).await.status(), StatusCode::OK);
+}
+
+async fn recommend(app: &TestApp, user: &str, query: &str) -> Value {
+    let r = app.get(&format!("/v1/users/{user}/recommendations?{query}"), READ_KEY).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json().await.unwrap()
+}
+
+fn ids(answer: &Value) -> Vec<String> {
+    answer["items"].as_array().unwrap().iter().map(|i| i["item_id"].as_str().unwrap().to_string()).collect()
+}
+
+/// The share of the top `k` items whose id starts with `prefix`.
+fn share(answer: &Value, prefix: &str, k: usize) -> f64 {
+    let ids = ids(answer);
+    let top: Vec<&String> = ids.iter().take(k).collect();
+    top.iter().filter(|id| id.starts_with(prefix)).count() as f64 / top.len().max(1) as f64
+}
+
+async fn recent_interest_wins_under_decay_and_the_larger_old_one_without(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let now = Utc::now();
+    app.state.clock.set(now);
+    catalog(&app, "garden/tools", "old", 10).await;
+    catalog(&app, "toys/lego", "new", 10).await;
+    // Many old events on garden tools (three days ago), a few recent ones on lego.
+    let mut events: Vec<Value> = (0..12)
+        .map(|i| json!({"user_id": "t", "item_id": format!("old{}", i % 4), "kind": "view", "ts": (now - TimeDelta::hours(72 + i)).to_rfc3339()}))
+        .collect();
+    events.extend((0..3).map(|i| json!({"user_id": "t", "item_id": format!("new{i}"), "kind": "view", "ts": (now - TimeDelta::minutes(20 + i)).to_rfc3339()})));
+    assert_eq!(app.post_events(&json!({"events": events})).await.status(), StatusCode::ACCEPTED);
+
+    let decayed = recommend(&app, "t", "n=5").await;
+    assert_eq!(decayed["cold_start"], false);
+    assert_eq!(decayed["decay"]["kind"], "exponential");
+    assert!(share(&decayed, "new", 5) > 0.5, "recent interest first under exponential decay: {:?}", ids(&decayed));
+    let first = &decayed["items"][0];
+    assert!(first["score"].is_number());
+    assert!(first["reasons"].is_object(), "every item carries its reasons: {first}");
+
+    let mut tuning = (*app.state.tuning.get()).clone();
+    tuning.decay = Decay::None;
+    app.state.tuning.apply(tuning);
+    let flat = recommend(&app, "t", "n=5").await;
+    assert_eq!(flat["decay"]["kind"], "none");
+    assert!(flat["config_version"].as_u64().unwrap() > decayed["config_version"].as_u64().unwrap());
+    assert!(share(&flat, "old", 5) > 0.5, "without decay the larger old interest wins: {:?}", ids(&flat));
+    app.stop().await;
+}
+
+async fn the_request_context_changes_the_top_for_a_new_user(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let now = Utc::now();
+    app.state.clock.set(now);
+    catalog(&app, "night/snacks", "nite", 8).await;
+    catalog(&app, "office/supplies", "desk", 8).await;
+    // The population: night snacks on mobile late at night, office supplies on desktop in
+    // the morning (UTC users), over the last days.
+    let mut events = Vec::new();
+    for day in 1..4 {
+        let base = (now - TimeDelta::days(day)).date_naive();
+        let night = Utc.from_utc_datetime(&base.and_hms_opt(23, 10, 0).unwrap());
+        let morning = Utc.from_utc_datetime(&base.and_hms_opt(9, 10, 0).unwrap());
+        for u in 0..10 {
+            events.push(json!({"user_id": format!("p{u}"), "item_id": format!("nite{}", u % 8), "kind": "view",
+                "ts": night.to_rfc3339(), "context": {"device": "mobile", "timezone": "UTC"}}));
+            events.push(json!({"user_id": format!("q{u}"), "item_id": format!("desk{}", u % 8), "kind": "view",
+                "ts": morning.to_rfc3339(), "context": {"device": "desktop", "timezone": "UTC"}}));
+        }
+    }
+    assert_eq!(app.post_events(&json!({"events": events})).await.status(), StatusCode::ACCEPTED);
+    app.state.engine.refresh(TimeDelta::zero()).await.unwrap();
+
+    let night_at = Utc.from_utc_datetime(&now.date_naive().and_hms_opt(23, 30, 0).unwrap()).to_rfc3339();
+    let morning_at = Utc.from_utc_datetime(&now.date_naive().and_hms_opt(9, 30, 0).unwrap()).to_rfc3339();
+    let enc = |s: &str| s.replace('+', "%2B");
+    let mobile_night = recommend(&app, "newcomer", &format!("n=4&device=mobile&at={}", enc(&night_at))).await;
+    let desktop_morning = recommend(&app, "newcomer", &format!("n=4&device=desktop&at={}", enc(&morning_at))).await;
+    assert_eq!(mobile_night["cold_start"], true, "a user with no events is a cold start, not an error");
+    assert!(ids(&mobile_night)[0].starts_with("nite"), "mobile at night: {:?}", ids(&mobile_night));
+    assert!(ids(&desktop_morning)[0].starts_with("desk"), "desktop in the morning: {:?}", ids(&desktop_morning));
+    app.stop().await;
+}
+
+async fn an_accepted_event_shows_in_the_next_answer_and_excluded_items_never_do(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    catalog(&app, "books/scifi", "book", 6).await;
+    catalog(&app, "music/jazz", "jazz", 6).await;
+    app.post_events(&json!({"user_id": "f", "item_id": "book0", "kind": "view"})).await;
+    let before = recommend(&app, "f", "n=6").await;
+    assert!(share(&before, "book", 6) > 0.5);
+    // Interest shifts: the very next answer reflects the new events (no refresh needed).
+    let events: Vec<Value> = (0..5).map(|i| json!({"user_id": "f", "item_id": format!("jazz{i}"), "kind": "cart"})).collect();
+    app.post_events(&json!({"events": events})).await;
+    let after = recommend(&app, "f", "n=6").await;
+    assert!(share(&after, "jazz", 3) > 0.5, "{:?}", ids(&after));
+    let excluded = recommend(&app, "f", "n=12&exclude=jazz0,jazz1,jazz2").await;
+    for id in ["jazz0", "jazz1", "jazz2"] {
+        assert!(!ids(&excluded).contains(&id.to_string()));
+    }
+    // Unavailable items are never recommended.
+    app.put("/v1/items/jazz3", INGEST_KEY, &json!({"category": "music/jazz", "available": false})).await;
+    assert!(!ids(&recommend(&app, "f", "n=12").await).contains(&"jazz3".to_string()));
+    let interests: Value = app.get("/v1/users/f/interests", READ_KEY).await.json().await.unwrap();
+    assert!(interests["features"].as_array().unwrap().iter().any(|f| f["feature"].as_str().unwrap_or("").contains("music/jazz")), "{interests}");
+    app.stop().await;
+}
+
+async fn bad_recommendation_parameters_are_refused_with_their_name(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let long: Vec<String> = (0..201).map(|i| format!("x{i}")).collect();
+    let cases = [
+        ("n=0".to_string(), "n"),
+        ("n=201".to_string(), "n"),
+        ("n=ten".to_string(), "n"),
+        ("at=yesterday".to_string(), "at"),
+        ("device=toaster".to_string(), "device"),
+        ("country=Germany".to_string(), "country"),
+        (format!("exclude={}", long.join(",")), "exclude"),
+        ("colour=red".to_string(), "colour"),
+    ];
+    for (q, field) in cases {
+        let r = app.get(&format!("/v1/users/u/recommendations?{q}"), READ_KEY).await;
+        let p = expect_problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_eq!(problem_fields(&p), [field], "{q}");
+    }
+    expect_problem(app.get("/v1/users/u/interests?at=never", READ_KEY).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    expect_problem(app.get("/v1/users/u/recommendations", INGEST_KEY).await, StatusCode::FORBIDDEN).await;
+    let cold = recommend(&app, "nobody-at-all", "").await;
+    assert_eq!(cold["cold_start"], true);
+    app.stop().await;
+}
+
+on_both_stores!(
+    recent_interest_wins_under_decay_and_the_larger_old_one_without,
+    the_request_context_changes_the_top_for_a_new_user,
+    an_accepted_event_shows_in_the_next_answer_and_excluded_items_never_do,
+    bad_recommendation_parameters_are_refused_with_their_name,
+);
