@@ -299,6 +299,12 @@ pub fn variants(tuning: &Tuning) -> Vec<Variant> {
         ScoringConfig { lambda_context: 0.0, ..base.clone() },
     ));
     v.push(kairos(
+        "kairos default, bought items count fully (bought_item_factor 1)".into(),
+        Group::Ablation,
+        d.clone(),
+        ScoringConfig { bought_item_factor: 1.0, ..base.clone() },
+    ));
+    v.push(kairos(
         "kairos default, purchased filter 7 days".into(),
         Group::Ablation,
         d.clone(),

@@ -227,7 +227,7 @@ fn markdown(r: &EvalReport, plot_link: &str) -> String {
         w,
         "From `config/default.toml` alone (no local file, no environment): decay {}; λ_time {}, \
          λ_cooccurrence {}, λ_trending {}, λ_context {}; feature weights item {}, category {}, brand {}; \
-         trending decay {}; horizon {} h; at most {} items per category; bought items filtered for {} days.",
+         trending decay {}; horizon {} h; {}; {}; interest in a bought item × {}.",
         t.decay.label(),
         sc.lambda_time,
         sc.lambda_cooccurrence,
@@ -238,8 +238,9 @@ fn markdown(r: &EvalReport, plot_link: &str) -> String {
         sc.brand_weight,
         sc.trending_decay.label(),
         sc.horizon_hours,
-        sc.max_per_category,
-        sc.purchased_filter_days
+        if sc.max_per_category == 0 { "no limit per category".to_owned() } else { format!("at most {} items per category", sc.max_per_category) },
+        if sc.purchased_filter_days == 0.0 { "no purchased-item filter".to_owned() } else { format!("bought items filtered for {} days", sc.purchased_filter_days) },
+        sc.bought_item_factor
     );
     s
 }
@@ -287,13 +288,23 @@ fn findings(r: &EvalReport) -> Vec<String> {
         out.push(format!("The reference's best half-life is {h} h (NDCG@10 {}).", f3(v)));
     }
     if let (Some(d), Some(off)) = (r.row(super::DEFAULT_ROW), r.row("kairos default, context off (λ_c = 0)")) {
+        let delta = d.item.ndcg_at(10) - off.item.ndcg_at(10);
         out.push(format!(
             "Context (hour band, weekday) changes NDCG@10 from {} without it to {} with it, and category \
-             NDCG@10 from {} to {}: with time as the only context in this log, its effect is small.",
+             NDCG@10 from {} to {}{}",
             f3(off.item.ndcg_at(10)),
             f3(d.item.ndcg_at(10)),
             f3(off.category.ndcg_at(10)),
-            f3(d.category.ndcg_at(10))
+            f3(d.category.ndcg_at(10)),
+            if delta.abs() < 0.002 { ": with time as the only context in this log, its effect is within noise." } else { "." }
+        ));
+    }
+    if let (Some(d), Some(full)) = (ndcg(super::DEFAULT_ROW), ndcg("kairos default, bought items count fully (bought_item_factor 1)")) {
+        out.push(format!(
+            "Discounting items the user already bought (bought_item_factor) moves NDCG@10 from {} to {}: \
+             in this log a bought item is rarely carted or bought again soon.",
+            f3(full),
+            f3(d)
         ));
     }
     if let Some(pop) = ndcg(super::POPULARITY_ROW) {
