@@ -163,6 +163,12 @@ fn bench_profile(c: &mut Criterion) {
     g.finish();
 }
 
+/// The scoring constants the service ships (`config/default.toml`).
+fn shipped() -> ScoringConfig {
+    let text = include_str!("../config/default.toml");
+    kairos::config::Settings::from_toml(text).expect("the shipped config is valid").tuning.scoring
+}
+
 fn bench_recommend(c: &mut Criterion) {
     let mut g = c.benchmark_group("recommend");
     g.throughput(Throughput::Elements(1));
@@ -174,7 +180,8 @@ fn bench_recommend(c: &mut Criterion) {
     for (items, users) in [(10_000u64, 5_000usize), (100_000, 20_000)] {
         let cat = catalog(items);
         for (cache, ttl) in [("warm", 30.0), ("cold", 0.0)] {
-            let cfg = ScoringConfig { stats: StatsConfig { cache_ttl_secs: ttl, ..StatsConfig::default() }, ..ScoringConfig::default() };
+            let base = shipped();
+            let cfg = ScoringConfig { stats: StatsConfig { cache_ttl_secs: ttl, ..base.stats.clone() }, ..base };
             let st = stats(&cat, cfg.stats.clone(), users, 20, 7);
             let mut rng = SmallRng::seed_from_u64(99);
             let users_hist: Vec<Vec<Event>> = (0..64).map(|u| history(&mut rng, &format!("q{u}"), items, 200, 14)).collect();
@@ -192,7 +199,7 @@ fn bench_recommend(c: &mut Criterion) {
             });
         }
         // Cold start: no history, context-aware trending only.
-        let cfg = ScoringConfig::default();
+        let cfg = shipped();
         let st = stats(&cat, cfg.stats.clone(), users, 20, 7);
         let empty = InterestVector::build(&[], &cat, &ProfileParams { decay: &decay, kind_weights: &weights, horizon_secs: 1.0 }, now());
         g.bench_function(BenchmarkId::new("top10_cold_start", format!("{}k_items_warm", items / 1000)), |b| {

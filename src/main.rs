@@ -93,6 +93,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::BenchScheduler => {
             let (settings, _) = load(&cli)?;
+            kairos::telemetry::init_tracing(&settings.telemetry);
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             rt.block_on(bench_scheduler(settings))
         }
