@@ -20,7 +20,7 @@ use ndarray::Array1;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::catalog::{BrandIdx, CatIdx, Catalog, ItemIdx};
+use crate::catalog::{BrandIdx, CatIdx, Catalog, FxMap, ItemIdx};
 use crate::decay::{Decay, age_secs};
 use crate::domain::Event;
 
@@ -58,7 +58,7 @@ const EVIDENCE_PER_FEATURE: usize = 3;
 /// The interest vector of one user at one time.
 #[derive(Clone, Debug, Default)]
 pub struct InterestVector {
-    index: HashMap<Feature, usize>,
+    index: FxMap<Feature, usize>,
     features: Vec<Feature>,
     weights: Array1<f64>,
     evidence: Vec<Vec<Evidence>>,
@@ -70,11 +70,11 @@ pub struct InterestVector {
 impl InterestVector {
     /// Computes the vector from `events` (any order) at `now`.
     pub fn build(events: &[Event], catalog: &Catalog, params: &ProfileParams<'_>, now: DateTime<Utc>) -> Self {
-        let mut index: HashMap<Feature, usize> = HashMap::new();
+        let mut index: FxMap<Feature, usize> = FxMap::default();
         let mut features = Vec::new();
         let mut contributions: Vec<(usize, f64, usize)> = Vec::new();
         let mut level = 0.0;
-        let mut recent: HashMap<ItemIdx, (DateTime<Utc>, f64)> = HashMap::new();
+        let mut recent: FxMap<ItemIdx, (DateTime<Utc>, f64)> = FxMap::default();
         for (n, e) in events.iter().enumerate() {
             let age = age_secs(now, e.ts);
             if age < 0.0 || age > params.horizon_secs {

@@ -19,13 +19,13 @@
 //! lift of the item's category in the request's context (`context` module), in `[-1, 1]`.
 //! A user with no positive interest gets trending in context (`cold_start`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::catalog::{CatIdx, Catalog, ItemIdx};
+use crate::catalog::{CatIdx, Catalog, FxMap, FxSet, ItemIdx};
 use crate::context::{ContextModel, RequestContext};
 use crate::decay::{Decay, age_secs};
 use crate::domain::Event;
@@ -219,8 +219,8 @@ pub fn rank(
     let cold_start = profile.is_empty();
 
     // 1. Candidates from bounded pools.
-    let mut parts: HashMap<ItemIdx, Parts> = HashMap::new();
-    let mut cooc_from: HashMap<ItemIdx, Vec<ItemIdx>> = HashMap::new();
+    let mut parts: FxMap<ItemIdx, Parts> = FxMap::default();
+    let mut cooc_from: FxMap<ItemIdx, Vec<ItemIdx>> = FxMap::default();
     if !cold_start {
         for &(item, _, _) in profile.recent_items().iter().rev() {
             parts.entry(item).or_default();
@@ -281,7 +281,7 @@ pub fn rank(
     // 3. Score.
     let max_interest = profile.max_weight().max(f64::MIN_POSITIVE);
     let bought_before = if cold_start || cfg.bought_item_factor == 1.0 {
-        HashSet::new()
+        FxSet::default()
     } else {
         bought_within(history, catalog, cfg, now, cfg.horizon_hours * 3600.0)
     };
@@ -322,7 +322,7 @@ pub fn rank(
     scored.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| catalog.id(a.0).cmp(catalog.id(b.0))));
 
     // 4. Diversity, then top-K with reasons.
-    let mut per_leaf: HashMap<Option<CatIdx>, usize> = HashMap::new();
+    let mut per_leaf: FxMap<Option<CatIdx>, usize> = FxMap::default();
     let mut items = Vec::with_capacity(req.n);
     for (item, score, p, ctx) in scored {
         if items.len() >= req.n {
@@ -346,15 +346,15 @@ pub fn rank(
     Ranking { items, cold_start }
 }
 
-fn recently_bought(history: &[Event], catalog: &Catalog, cfg: &ScoringConfig, now: DateTime<Utc>) -> HashSet<ItemIdx> {
+fn recently_bought(history: &[Event], catalog: &Catalog, cfg: &ScoringConfig, now: DateTime<Utc>) -> FxSet<ItemIdx> {
     if cfg.purchased_filter_days <= 0.0 {
-        return HashSet::new();
+        return FxSet::default();
     }
     bought_within(history, catalog, cfg, now, cfg.purchased_filter_days * 86_400.0)
 }
 
 /// Items of `history` with an event of `purchase_kinds` at most `window` seconds before `now`.
-fn bought_within(history: &[Event], catalog: &Catalog, cfg: &ScoringConfig, now: DateTime<Utc>, window: f64) -> HashSet<ItemIdx> {
+fn bought_within(history: &[Event], catalog: &Catalog, cfg: &ScoringConfig, now: DateTime<Utc>, window: f64) -> FxSet<ItemIdx> {
     history
         .iter()
         .filter(|e| cfg.purchase_kinds.contains(&e.kind))
@@ -409,6 +409,7 @@ fn reasons(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
     use crate::context::event_keys;
     use crate::domain::{Device, EventContext, EventProps, Item};
     use crate::profile::ProfileParams;
