@@ -355,15 +355,10 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let now = state.clock.now();
     let mut ticks = 0u32;
     let mut planned = 0u64;
-    loop {
-        match state.scheduler.try_run_once(now).await? {
-            Outcome::Worked { claimed, pushes, .. } => {
-                ticks += 1;
-                planned += pushes;
-                println!("  scheduler tick at {} (now): {claimed} users decided, {pushes} pushes planned", local(now));
-            }
-            Outcome::Idle { .. } => break,
-        }
+    while let Outcome::Worked { claimed, pushes, .. } = state.scheduler.try_run_once(now).await? {
+        ticks += 1;
+        planned += pushes;
+        println!("  scheduler tick at {} (now): {claimed} users decided, {pushes} pushes planned", local(now));
     }
     let mut per_hour = Vec::new();
     for h in 1..=opts.hours {

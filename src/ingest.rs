@@ -304,10 +304,9 @@ impl Writer {
             let next = match rx.try_recv() {
                 Ok(job) => Some(job),
                 Err(mpsc::error::TryRecvError::Disconnected) => None,
-                Err(mpsc::error::TryRecvError::Empty) => match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(job) => job,
-                    Err(_) => None,
-                },
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    tokio::time::timeout_at(deadline, rx.recv()).await.unwrap_or_default()
+                }
             };
             match next {
                 Some(job) => {

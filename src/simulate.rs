@@ -194,7 +194,7 @@ impl Default for SimParams {
 }
 
 /// How a user responds to a push. See the module documentation for the formulas.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ResponseModel {
     pub relevance: RelevanceParams,
@@ -276,17 +276,6 @@ impl Default for ConvertParams {
 impl Default for UnsubscribeParams {
     fn default() -> Self {
         UnsubscribeParams { bias: -6.0, per_ignored: 0.15, ignored_window_days: 7.0, delay_minutes: 5.0 }
-    }
-}
-impl Default for ResponseModel {
-    fn default() -> Self {
-        ResponseModel {
-            relevance: RelevanceParams::default(),
-            hour_match: HourMatchParams::default(),
-            open: OpenParams::default(),
-            convert: ConvertParams::default(),
-            unsubscribe: UnsubscribeParams::default(),
-        }
     }
 }
 

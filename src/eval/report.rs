@@ -320,11 +320,8 @@ fn draw_plot(r: &EvalReport, path: &Path) -> anyhow::Result<()> {
     plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
         .map_err(|_| anyhow::anyhow!("the bundled DejaVuSans.ttf is not a valid font"))?;
     let points = sweep(r);
-    let series = |pick: fn(&(f64, Option<f64>, Option<f64>)) -> Option<f64>| -> Vec<(f64, f64)> {
-        points.iter().filter_map(|p| pick(p).map(|v| (p.0.log2(), v))).collect()
-    };
-    let kairos = series(|p| p.1);
-    let reference = series(|p| p.2);
+    let kairos: Vec<(f64, f64)> = points.iter().filter_map(|&(h, k, _)| k.map(|v| (h.log2(), v))).collect();
+    let reference: Vec<(f64, f64)> = points.iter().filter_map(|&(h, _, rf)| rf.map(|v| (h.log2(), v))).collect();
     let ymax = kairos.iter().chain(&reference).map(|p| p.1).fold(0.0f64, f64::max) * 1.15 + 1e-3;
     let (xmin, xmax) = points.iter().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0.log2()), b.max(p.0.log2())));
     anyhow::ensure!(xmin <= xmax, "no half-life sweep to plot");
