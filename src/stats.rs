@@ -42,7 +42,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{BrandIdx, CatIdx, FxMap, ItemIdx};
+use crate::catalog::{BrandIdx, CatIdx, FxMap, FxSet, ItemIdx};
 use crate::context::ContextKey;
 use crate::decay::Decay;
 
@@ -287,6 +287,12 @@ pub struct Stats {
     ctx_pair: FxMap<(CatIdx, ContextKey), Series>,
     watermark: Option<DateTime<Utc>>,
     last_prune_bucket: i64,
+    /// Bucket of the last full prune (every series scanned), see [`Stats::observe`].
+    last_full_prune_bucket: i64,
+    /// Popularity segments and co-occurrence sources written since the last prune: the caps
+    /// are enforced on them at every new bucket without scanning everything.
+    dirty_segments: FxSet<Segment>,
+    dirty_sources: FxSet<ItemIdx>,
     observed: u64,
     cache: Mutex<FxMap<CacheKey, Cached>>,
 }
@@ -311,6 +317,9 @@ impl Stats {
             ctx_pair: FxMap::default(),
             watermark: None,
             last_prune_bucket: i64::MIN,
+            last_full_prune_bucket: i64::MIN,
+            dirty_segments: FxSet::default(),
+            dirty_sources: FxSet::default(),
             observed: 0,
             cache: Mutex::new(FxMap::default()),
         }
@@ -342,14 +351,23 @@ impl Stats {
         }
         let bucket = self.bucket_of(o.ts);
         if i64::from(bucket) > self.last_prune_bucket {
-            if self.last_prune_bucket != i64::MIN {
+            // At each new bucket the caps are enforced where something was written; every
+            // series is scanned for expired buckets only every eighth of the horizon, since
+            // queries ignore buckets past the horizon anyway. Scanning everything at every
+            // bucket made folding a long log quadratic.
+            if self.last_prune_bucket == i64::MIN {
+                self.last_full_prune_bucket = i64::from(bucket);
+            } else if i64::from(bucket) - self.last_full_prune_bucket >= (self.horizon_buckets / 8).max(1) {
                 self.prune(o.ts);
+            } else {
+                self.prune_written(o.ts);
             }
             self.last_prune_bucket = i64::from(bucket);
         }
         let w = o.weight as f32;
         let mut add_pop = |seg: Segment| {
             self.pop.entry(seg).or_default().entry(o.item).or_default().add(bucket, w);
+            self.dirty_segments.insert(seg);
         };
         add_pop(Segment::Global);
         for &k in o.context {
@@ -395,6 +413,8 @@ impl Stats {
             let pw = (w * r.weight).sqrt();
             self.cooc.entry(o.item).or_default().entry(r.item).or_default().add(bucket, pw);
             self.cooc.entry(r.item).or_default().entry(o.item).or_default().add(bucket, pw);
+            self.dirty_sources.insert(o.item);
+            self.dirty_sources.insert(r.item);
         }
         list.push_back(Recent { item: o.item, ts, weight: w });
         while list.len() > self.cfg.max_recent_per_user.max(1) {
@@ -403,9 +423,13 @@ impl Stats {
     }
 
     /// Drops what is older than the horizon at `now` and enforces every cap. Runs by itself
-    /// from `observe` at each new bucket; callers may run it more often.
+    /// from `observe` every eighth of the horizon (and [`Stats::prune_written`] at each new
+    /// bucket); callers may run it more often.
     pub fn prune(&mut self, now: DateTime<Utc>) {
+        self.dirty_segments.clear();
+        self.dirty_sources.clear();
         let now_bucket = now.timestamp().div_euclid(self.width);
+        self.last_full_prune_bucket = now_bucket;
         let oldest = now_bucket - self.horizon_buckets;
         let hb = self.horizon_buckets;
         let cap_items = self.cfg.max_items_per_segment.max(1);
@@ -435,6 +459,35 @@ impl Stats {
         self.cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
+    /// [`Stats::prune`] limited to the segments and co-occurrence sources written since the
+    /// last prune: expired buckets dropped and caps enforced there.
+    fn prune_written(&mut self, now: DateTime<Utc>) {
+        let now_bucket = now.timestamp().div_euclid(self.width);
+        let oldest = now_bucket - self.horizon_buckets;
+        let hb = self.horizon_buckets;
+        let cap_items = self.cfg.max_items_per_segment.max(1);
+        for seg in std::mem::take(&mut self.dirty_segments) {
+            if let Some(items) = self.pop.get_mut(&seg) {
+                items.retain(|_, s| !s.prune(oldest));
+                enforce_cap(items, cap_items, now_bucket, hb);
+                if items.is_empty() {
+                    self.pop.remove(&seg);
+                }
+            }
+        }
+        let cap_n = self.cfg.max_neighbours.max(1);
+        for src in std::mem::take(&mut self.dirty_sources) {
+            if let Some(ns) = self.cooc.get_mut(&src) {
+                ns.retain(|_, s| !s.prune(oldest));
+                enforce_cap(ns, cap_n, now_bucket, hb);
+                if ns.is_empty() {
+                    self.cooc.remove(&src);
+                }
+            }
+        }
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
     /// A read view for queries at `now` with `decay` (popularity, co-occurrence).
     pub fn view(&self, now: DateTime<Utc>, decay: &Decay) -> StatsView<'_> {
         StatsView {
@@ -447,7 +500,10 @@ impl Stats {
 
     /// A read view of the context counts at `now` (undecayed, over the horizon).
     pub fn context_view(&self, now: DateTime<Utc>) -> ContextView<'_> {
-        let days = (self.horizon_buckets * self.width).div_euclid(CONTEXT_BUCKET_SECS) + 1;
+        // Exactly the days `prune` keeps at `now`, whenever it last ran.
+        let now_s = now.timestamp();
+        let days = now_s.div_euclid(CONTEXT_BUCKET_SECS)
+            - (now_s - self.horizon_buckets * self.width).div_euclid(CONTEXT_BUCKET_SECS);
         ContextView { stats: self, table: DecayTable::new(now, CONTEXT_BUCKET_SECS, days, &Decay::None) }
     }
 
