@@ -63,11 +63,11 @@
 
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use chrono::{DateTime, TimeDelta, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -454,48 +454,36 @@ pub struct Dataset {
     pub rows: Vec<LogRow>,
 }
 
-/// Taobao behaviour types as the service's event kinds.
-fn kind_of(behaviour: &str) -> Option<&'static str> {
-    match behaviour {
-        "pv" => Some("view"),
-        "fav" => Some("fav"),
-        "cart" => Some("cart"),
-        "buy" => Some("purchase"),
-        _ => None,
-    }
-}
-
 impl Dataset {
-    /// Reads the gzip CSV.
+    /// Reads the log with [`crate::eval::read_log`] (a folder holding the sample, or a `.csv`
+    /// or `.csv.gz` file).
     pub fn read(path: &Path) -> anyhow::Result<Dataset> {
-        let file = std::fs::File::open(path).with_context(|| format!("opening the dataset {}", path.display()))?;
-        Self::parse(flate2::read::GzDecoder::new(file)).with_context(|| format!("reading {}", path.display()))
+        Self::from_log(crate::eval::read_log(path)?)
     }
 
     /// Parses `user_id,item_id,category_id,behavior_type,timestamp` lines (no header).
     pub fn parse(reader: impl Read) -> anyhow::Result<Dataset> {
+        let mut text = String::new();
+        BufReader::new(reader).read_to_string(&mut text)?;
+        Self::from_log(crate::eval::parse_log(&text)?)
+    }
+
+    /// Numeric ids, users indexed in order of first appearance, rows in time order (stable:
+    /// ties keep file order).
+    fn from_log(log: Vec<crate::eval::LogEvent>) -> anyhow::Result<Dataset> {
         let mut users: HashMap<String, u32> = HashMap::new();
         let mut d = Dataset::default();
-        for (n, line) in BufReader::new(reader).lines().enumerate() {
-            let line = line?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            let f: Vec<&str> = line.trim().split(',').collect();
-            if f.len() != 5 {
-                bail!("line {}: expected 5 fields, got {}", n + 1, f.len());
-            }
-            let num = |i: usize, what: &str| f[i].parse::<u64>().with_context(|| format!("line {}: bad {what} {:?}", n + 1, f[i]));
-            let kind = kind_of(f[3]).with_context(|| format!("line {}: unknown behaviour {:?}", n + 1, f[3]))?;
+        for (n, e) in log.into_iter().enumerate() {
+            let num = |s: &str, what: &str| s.parse::<u64>().with_context(|| format!("row {}: bad {what} {s:?}", n + 1));
+            let (item, category) = (num(&e.item, "item id")?, num(&e.category, "category id")?);
             let next = u32::try_from(users.len())?;
-            let user = *users.entry(f[0].to_string()).or_insert_with(|| {
-                d.user_ids.push(f[0].to_string());
+            let user = *users.entry(e.user.clone()).or_insert_with(|| {
+                d.user_ids.push(e.user);
                 next
             });
-            let ts = f[4].parse::<i64>().with_context(|| format!("line {}: bad timestamp {:?}", n + 1, f[4]))?;
-            d.rows.push(LogRow { user, item: num(1, "item id")?, category: num(2, "category id")?, kind, ts });
+            d.rows.push(LogRow { user, item, category, kind: e.behaviour.kind(), ts: e.ts });
         }
-        d.rows.sort_by_key(|r| r.ts); // stable: ties keep file order
+        d.rows.sort_by_key(|r| r.ts);
         Ok(d)
     }
 }

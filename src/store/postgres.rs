@@ -208,7 +208,11 @@ impl Store for PgStore {
 
     async fn events_after(&self, after_seq: i64, limit: i64, settle: chrono::Duration) -> StoreResult<Vec<LoggedEvent>> {
         let sql = sqlx::AssertSqlSafe(format!(
-            "select {EVENT_COLUMNS} from events where seq > $1 and received_at <= now() - $3 order by seq limit $2"
+            // The settled prefix of the log: stop before the first row received within
+            // `settle`, so that a batch received later but numbered earlier is never skipped.
+            "select {EVENT_COLUMNS} from events where seq > $1 and seq < coalesce( \
+                (select min(seq) from events where seq > $1 and received_at > now() - $3), 9223372036854775807) \
+             order by seq limit $2"
         ));
         let settle = sqlx::postgres::types::PgInterval::try_from(settle.to_std().unwrap_or_default())
             .map_err(|e| StoreError::Corrupt(format!("settle interval: {e}")))?;

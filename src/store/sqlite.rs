@@ -228,7 +228,13 @@ impl Store for SqliteStore {
         // SQLite has one writer at a time, so seq order is commit order; `settle` still
         // applies for symmetry with PostgreSQL.
         let cutoff = to_micros(Utc::now() - settle);
-        let rows = sqlx::query("select * from events where seq > ?1 and received_at <= ?3 order by seq limit ?2")
+        // The settled prefix of the log: stop before the first row received within `settle`
+        // (rows are numbered when written, which need not follow their `received_at`).
+        let rows = sqlx::query(
+            "select * from events where seq > ?1 and seq < coalesce( \
+                (select min(seq) from events where seq > ?1 and received_at > ?3), 9223372036854775807) \
+             order by seq limit ?2",
+        )
             .bind(after_seq)
             .bind(limit)
             .bind(cutoff)
