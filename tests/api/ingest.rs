@@ -181,3 +181,33 @@ on_both_stores!(
     a_full_ingest_queue_answers_503_with_retry_after,
     graceful_shutdown_commits_what_was_acknowledged,
 );
+
+/// The statistics refresher reads `events_after`: it must return only the settled prefix of
+/// the log, never a later-numbered row received earlier while an earlier-numbered one is
+/// still settling (the cursor would then skip the earlier row for good).
+#[tokio::test]
+async fn events_after_stops_at_the_first_unsettled_row_on_postgres() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let body = json!({"events": [event("u1", "i1", "view")]});
+    assert_eq!(app.post("/v1/events", INGEST_KEY, &body).await.status(), StatusCode::ACCEPTED);
+    let body = json!({"events": [event("u2", "i2", "view")]});
+    assert_eq!(app.post("/v1/events", INGEST_KEY, &body).await.status(), StatusCode::ACCEPTED);
+    let url = app.state.settings.database.url.clone().expect("a PostgreSQL app");
+    let pool = sqlx::PgPool::connect(url.expose()).await.unwrap();
+    // The lower seq was received just now, the higher one an hour ago.
+    sqlx::query(
+        "update events set received_at = case when seq = (select min(seq) from events) \
+         then now() else now() - interval '1 hour' end",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let settle = chrono::TimeDelta::seconds(60);
+    assert!(app.store.events_after(0, 100, settle).await.unwrap().is_empty(), "nothing before the unsettled row");
+    sqlx::query("update events set received_at = now() - interval '2 hours'").execute(&pool).await.unwrap();
+    let users: Vec<String> =
+        app.store.events_after(0, 100, settle).await.unwrap().into_iter().map(|l| l.event.user_id).collect();
+    assert_eq!(users, ["u1", "u2"]);
+    pool.close().await;
+    app.stop().await;
+}
