@@ -433,18 +433,10 @@ impl Stats {
         let oldest = now_bucket - self.horizon_buckets;
         let hb = self.horizon_buckets;
         let cap_items = self.cfg.max_items_per_segment.max(1);
-        self.pop.retain(|_, items| {
-            items.retain(|_, s| !s.prune(oldest));
-            enforce_cap(items, cap_items, now_bucket, hb);
-            !items.is_empty()
-        });
+        self.pop.retain(|_, items| !trim(items, oldest, cap_items, now_bucket, hb));
         self.leaf_pop.retain(|_, s| !s.prune(oldest));
         let cap_n = self.cfg.max_neighbours.max(1);
-        self.cooc.retain(|_, ns| {
-            ns.retain(|_, s| !s.prune(oldest));
-            enforce_cap(ns, cap_n, now_bucket, hb);
-            !ns.is_empty()
-        });
+        self.cooc.retain(|_, ns| !trim(ns, oldest, cap_n, now_bucket, hb));
         let window = (self.cfg.cooccurrence_window_minutes * 60.0) as i64;
         let now_s = now.timestamp();
         self.recent.retain(|_, l| {
@@ -465,26 +457,9 @@ impl Stats {
         let now_bucket = now.timestamp().div_euclid(self.width);
         let oldest = now_bucket - self.horizon_buckets;
         let hb = self.horizon_buckets;
-        let cap_items = self.cfg.max_items_per_segment.max(1);
-        for seg in std::mem::take(&mut self.dirty_segments) {
-            if let Some(items) = self.pop.get_mut(&seg) {
-                items.retain(|_, s| !s.prune(oldest));
-                enforce_cap(items, cap_items, now_bucket, hb);
-                if items.is_empty() {
-                    self.pop.remove(&seg);
-                }
-            }
-        }
-        let cap_n = self.cfg.max_neighbours.max(1);
-        for src in std::mem::take(&mut self.dirty_sources) {
-            if let Some(ns) = self.cooc.get_mut(&src) {
-                ns.retain(|_, s| !s.prune(oldest));
-                enforce_cap(ns, cap_n, now_bucket, hb);
-                if ns.is_empty() {
-                    self.cooc.remove(&src);
-                }
-            }
-        }
+        let (segments, sources) = (std::mem::take(&mut self.dirty_segments), std::mem::take(&mut self.dirty_sources));
+        trim_keys(&mut self.pop, segments, oldest, self.cfg.max_items_per_segment.max(1), now_bucket, hb);
+        trim_keys(&mut self.cooc, sources, oldest, self.cfg.max_neighbours.max(1), now_bucket, hb);
         self.cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
@@ -535,6 +510,29 @@ impl Stats {
 }
 
 /// Keeps the `cap` entries of `map` with the largest recency-weighted mass.
+/// Drops the buckets of `map` before `oldest` and its entries over `cap`; true if it is empty.
+fn trim<K: Copy + Eq + std::hash::Hash + Ord>(map: &mut FxMap<K, Series>, oldest: i64, cap: usize, now_bucket: i64, horizon_buckets: i64) -> bool {
+    map.retain(|_, s| !s.prune(oldest));
+    enforce_cap(map, cap, now_bucket, horizon_buckets);
+    map.is_empty()
+}
+
+/// [`trim`] on the inner maps of `keys`, removing those left empty.
+fn trim_keys<K: Copy + Eq + std::hash::Hash>(
+    map: &mut FxMap<K, FxMap<ItemIdx, Series>>,
+    keys: FxSet<K>,
+    oldest: i64,
+    cap: usize,
+    now_bucket: i64,
+    horizon_buckets: i64,
+) {
+    for k in keys {
+        if map.get_mut(&k).is_some_and(|inner| trim(inner, oldest, cap, now_bucket, horizon_buckets)) {
+            map.remove(&k);
+        }
+    }
+}
+
 fn enforce_cap<K: Copy + Eq + std::hash::Hash + Ord>(
     map: &mut FxMap<K, Series>,
     cap: usize,
