@@ -25,7 +25,9 @@ use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc, Weekday};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::catalog::{CatIdx, FxMap};
+use std::sync::Arc;
+
+use crate::catalog::{CatIdx, Catalog, FxMap};
 use crate::domain::{Device, EventContext};
 use crate::stats::ContextView;
 
@@ -174,61 +176,88 @@ pub fn event_keys<Tz: TimeZone>(ts: DateTime<Utc>, tz: &Tz, ctx: &EventContext) 
     RequestContext::at(&ts.with_timezone(tz), ctx.device, ctx.country.clone()).keys()
 }
 
-/// Lift of categories in one request's context, learned from the counts in `stats`.
-///
-/// Built once per request (it computes the context totals up front); lifts are computed on
-/// demand and memoised per category, so a request pays only for the categories it scores.
-pub struct ContextModel<'a> {
-    view: ContextView<'a>,
+/// Smoothed lifts of every category of the catalogue in every context key the counts have
+/// seen, at one time. Computed in one pass, parents before children (a few thousand
+/// categories × a dozen keys: well under a millisecond), and shared by every request until
+/// `stats.cache_ttl_secs` have passed (see `Stats::context_lifts`).
+#[derive(Debug)]
+pub struct ContextLifts {
     prior: f64,
-    total: f64,
-    keys: Vec<(ContextKey, f64)>,
-    memo: FxMap<CatIdx, Vec<f64>>,
+    /// Column of each observed key.
+    columns: FxMap<ContextKey, usize>,
+    /// `lifts[c · columns.len() + k]`: lift of category `c` in the key of column `k`.
+    lifts: Vec<f64>,
+    /// Categories covered (those of the catalogue when computed).
+    categories: usize,
 }
 
-impl<'a> ContextModel<'a> {
-    /// A model for the keys of one request. `prior` is the smoothing strength `m`.
-    pub fn new(view: ContextView<'a>, keys: &[ContextKey], prior: f64) -> Self {
+impl ContextLifts {
+    /// The lifts from `view`'s counts with smoothing strength `prior` (`m`), for the
+    /// categories of `catalog`.
+    pub fn compute(view: &ContextView<'_>, catalog: &Catalog, prior: f64) -> Self {
+        let prior = prior.max(1e-9);
         let total = view.total();
-        let keys = keys.iter().map(|&k| (k, view.key_total(k))).collect();
-        ContextModel { view, prior: prior.max(1e-9), total, keys, memo: FxMap::default() }
-    }
-
-    /// The keys this model scores, with the (decayed) number of events seen in each.
-    pub fn keys(&self) -> &[(ContextKey, f64)] {
-        &self.keys
-    }
-
-    /// Lifts of `path`'s last category in each of the request's keys (same order as
-    /// [`ContextModel::keys`]). `path` is the category with its ancestors, root first.
-    pub fn lifts(&mut self, path: &[CatIdx]) -> &[f64] {
-        let Some(&leaf) = path.last() else { return &[] };
-        if !self.memo.contains_key(&leaf) {
-            let mut parent: Vec<f64> = vec![1.0; self.keys.len()];
-            for (depth, &c) in path.iter().enumerate() {
-                if let Some(known) = self.memo.get(&c) {
-                    parent.clone_from(known);
-                    continue;
-                }
-                let n_c = self.view.category_total(c);
-                let lifts: Vec<f64> = self
-                    .keys
-                    .iter()
-                    .zip(&parent)
-                    .map(|(&(key, n_x), &p)| {
-                        let expected = if self.total > 0.0 { n_c * n_x / self.total } else { 0.0 };
-                        let n = if n_c > 0.0 && n_x > 0.0 { self.view.pair(c, key) } else { 0.0 };
-                        (n + self.prior * p) / (expected + self.prior)
-                    })
-                    .collect();
-                if depth + 1 < path.len() {
-                    self.memo.insert(c, lifts.clone());
-                }
-                parent = lifts;
+        let keys = view.keys();
+        let width = keys.len();
+        let columns = keys.iter().enumerate().map(|(i, &(k, _))| (k, i)).collect();
+        let categories = catalog.category_count();
+        let mut order: Vec<CatIdx> = (0..categories as u32).map(CatIdx).collect();
+        order.sort_by_key(|&c| catalog.category_depth(c));
+        let mut lifts = vec![1.0; categories * width];
+        for c in order {
+            let n_c = view.category_total(c);
+            let parent = catalog.category_parent(c).map(|p| p.0 as usize);
+            for (k, &(key, n_x)) in keys.iter().enumerate() {
+                let p = parent.map_or(1.0, |p| lifts[p * width + k]);
+                let expected = if total > 0.0 { n_c * n_x / total } else { 0.0 };
+                let n = if n_c > 0.0 && n_x > 0.0 { view.pair(c, key) } else { 0.0 };
+                lifts[c.0 as usize * width + k] = (n + prior * p) / (expected + prior);
             }
-            self.memo.insert(leaf, parent);
         }
-        &self.memo[&leaf]
+        ContextLifts { prior, columns, lifts, categories }
+    }
+
+    /// The smoothing strength these lifts were computed with.
+    pub fn prior(&self) -> f64 {
+        self.prior
+    }
+
+    /// Categories covered.
+    pub fn categories(&self) -> usize {
+        self.categories
+    }
+}
+
+/// Lift of categories in one request's context: the request's columns of [`ContextLifts`].
+///
+/// A key never seen in the counts has lift 1 everywhere; a category newer than the lifts
+/// (added to the catalogue since) takes the lift of its nearest covered ancestor, as a
+/// category with no events does.
+pub struct ContextModel {
+    lifts: Arc<ContextLifts>,
+    columns: Vec<Option<usize>>,
+    buf: Vec<f64>,
+}
+
+impl ContextModel {
+    /// A model for the keys of one request.
+    pub fn new(lifts: Arc<ContextLifts>, keys: &[ContextKey]) -> Self {
+        let columns = keys.iter().map(|k| lifts.columns.get(k).copied()).collect();
+        ContextModel { lifts, columns, buf: Vec::with_capacity(keys.len()) }
+    }
+
+    /// Lifts of `path`'s last category in each of the request's keys (same order as the
+    /// keys given to [`ContextModel::new`]). `path` is the category with its ancestors, root
+    /// first.
+    pub fn lifts(&mut self, path: &[CatIdx]) -> &[f64] {
+        let row = path.iter().rev().find(|c| (c.0 as usize) < self.lifts.categories);
+        let width = self.lifts.columns.len();
+        self.buf.clear();
+        self.buf.extend(self.columns.iter().map(|col| match (row, col) {
+            (Some(c), Some(k)) => self.lifts.lifts[c.0 as usize * width + k],
+            _ => 1.0,
+        }));
+        &self.buf
     }
 
     /// The context score of a category: `Σ_x ln lift(c, x)`, clamped to `±CONTEXT_SCORE_CLAMP`.
@@ -309,7 +338,7 @@ mod tests {
         log.push(("u", "garden", Device::Mobile, 23));
         let (stats, now) = stats_with(&log, &mut catalog);
         let mobile_night = RequestContext { device: Some(Device::Mobile), local_hour: 23, ..Default::default() };
-        let mut m = ContextModel::new(stats.context_view(now), &mobile_night.keys(), 5.0);
+        let mut m = ContextModel::new(stats.context_lifts(now, &catalog, 5.0), &mobile_night.keys());
         let games = [catalog.category_idx("games").unwrap()];
         let office = [catalog.category_idx("office").unwrap()];
         let garden = [catalog.category_idx("garden").unwrap()];
@@ -326,7 +355,7 @@ mod tests {
     fn an_empty_log_lifts_nothing() {
         let stats = Stats::new(StatsConfig::default());
         let keys = RequestContext { device: Some(Device::Tablet), ..Default::default() }.keys();
-        let mut m = ContextModel::new(stats.context_view(Utc::now()), &keys, 10.0);
+        let mut m = ContextModel::new(stats.context_lifts(Utc::now(), &Catalog::new(), 10.0), &keys);
         assert!(m.lifts(&[CatIdx(0)]).iter().all(|&l| (l - 1.0).abs() < 1e-12));
         assert_eq!(m.score(&[]), 0.0);
     }
@@ -342,7 +371,7 @@ mod tests {
         log.push(("u", "toys/dolls", Device::Mobile, 20));
         let (stats, now) = stats_with(&log, &mut catalog);
         let keys = RequestContext { device: Some(Device::Mobile), local_hour: 20, ..Default::default() }.keys();
-        let mut m = ContextModel::new(stats.context_view(now), &keys, 5.0);
+        let mut m = ContextModel::new(stats.context_lifts(now, &catalog, 5.0), &keys);
         let dolls = catalog.category_path(catalog.category_idx("toys/dolls").unwrap());
         let toys = m.lifts(&dolls[..1])[0];
         let d = m.lifts(&dolls)[0];

@@ -7,6 +7,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kairos::config::{ConfigSource, Settings};
 
+/// mimalloc: ranking allocates many small, short-lived maps and vectors per request, where
+/// the system allocator spent about a third of the service's CPU (perf, docs/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "kairos", version, about = "What to push to each shopper, and when.")]
 struct Cli {

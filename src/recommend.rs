@@ -43,6 +43,11 @@ pub const SETTLE: TimeDelta = TimeDelta::seconds(2);
 const HISTORY_CAPACITY: usize = 200_000;
 /// Events read from the log per refresh query.
 const REFRESH_PAGE: i64 = 20_000;
+/// Items read per catalog refresh query.
+const CATALOG_PAGE: i64 = 5_000;
+/// Item changes this recent are read again at the next refresh (an item written at `t` may
+/// commit a little after a refresh has read past `t`).
+const CATALOG_OVERLAP: TimeDelta = TimeDelta::seconds(5);
 
 /// What the engine keeps about one user between requests.
 #[derive(Clone)]
@@ -124,8 +129,8 @@ pub struct Engine {
     population: RwLock<ActivityHistogram>,
     /// Last event `seq` folded into the statistics.
     stats_seq: AtomicI64,
-    /// Items changed at or after this time are not yet in the catalog cache.
-    catalog_since: Mutex<DateTime<Utc>>,
+    /// The catalog cache holds every item up to this (change time, item id).
+    catalog_cursor: Mutex<(DateTime<Utc>, String)>,
     refreshed: Mutex<Option<Instant>>,
 }
 
@@ -156,7 +161,7 @@ impl Engine {
             stats: RwLock::new(Stats::new(stats_cfg)),
             population: RwLock::new(ActivityHistogram::new()),
             stats_seq: AtomicI64::new(0),
-            catalog_since: Mutex::new(DateTime::<Utc>::UNIX_EPOCH),
+            catalog_cursor: Mutex::new((DateTime::<Utc>::UNIX_EPOCH, String::new())),
             refreshed: Mutex::new(None),
         }
     }
@@ -321,29 +326,31 @@ impl Engine {
     /// Brings the catalog and the statistics up to date with the store. Returns how many
     /// events were folded in.
     pub async fn refresh(&self, settle: TimeDelta) -> StoreResult<usize> {
-        // Catalog: items changed since the last look (with an overlap for late commits).
-        let since = *self.catalog_since.lock().expect("catalog cursor lock");
-        let mut cursor = since;
+        // Catalog: items changed after the last one seen, paged by (change time, id). The
+        // last few seconds are read again at the next refresh, for changes that commit
+        // late; older ones are not (a bulk import is read once, not every second).
+        let mut cursor = self.catalog_cursor.lock().expect("catalog cursor lock").clone();
         loop {
-            let page = self.store.items_changed_since(cursor, 5_000).await?;
+            let page = self.store.items_changed_after((cursor.0, &cursor.1), CATALOG_PAGE).await?;
             let n = page.len();
-            if n == 0 {
-                break;
+            if let Some((item, t)) = page.last() {
+                cursor = (*t, item.item_id.clone());
             }
-            let last = page.last().map(|(_, t)| *t).unwrap_or(cursor);
             {
                 let mut catalog = self.catalog.write().expect("catalog lock");
                 for (item, _) in page {
                     catalog.upsert(item);
                 }
             }
-            if n < 5_000 || last == cursor {
-                cursor = last;
+            if (n as i64) < CATALOG_PAGE {
                 break;
             }
-            cursor = last;
         }
-        *self.catalog_since.lock().expect("catalog cursor lock") = cursor.max(since) - TimeDelta::seconds(5);
+        let overlap = Utc::now() - CATALOG_OVERLAP;
+        if cursor.0 > overlap {
+            cursor = (overlap, String::new());
+        }
+        *self.catalog_cursor.lock().expect("catalog cursor lock") = cursor;
 
         // Statistics: events after the last seq, in log order.
         let tuning = self.tuning.get();

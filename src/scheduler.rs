@@ -92,8 +92,9 @@ impl Scheduler {
         let found = self.store.get_users(&ids).await?;
         let histories = self.engine.histories_for(&found, now).await?;
         let users: HashMap<String, User> = found.into_iter().map(|u| (u.user_id.clone(), u)).collect();
-        let sent_last_minute = self.store.count_pushes_since(now - TimeDelta::minutes(1)).await?;
-        let mut budget = u32::try_from(i64::from(cfg.global_rate_per_minute) - sent_last_minute).unwrap_or(0);
+        let rate = i64::from(cfg.global_rate_per_minute);
+        let sent_last_minute = self.store.count_pushes_since(now - TimeDelta::minutes(1), rate).await?;
+        let mut budget = u32::try_from(rate - sent_last_minute).unwrap_or(0);
         let population = self.engine.population_activity();
 
         // Inputs per claimed user; the ranking (the CPU-heavy part) then runs on every core,

@@ -272,10 +272,9 @@ pub fn rank(
 
     // 2. Filters: unknown or unavailable items, bought recently, excluded.
     let bought = recently_bought(history, catalog, cfg, now);
+    let excluded: FxSet<ItemIdx> = req.exclude.iter().filter_map(|id| catalog.idx(id)).collect();
     parts.retain(|item, _| {
-        catalog.item(*item).is_some_and(|i| i.available)
-            && !bought.contains(item)
-            && !req.exclude.contains(catalog.id(*item))
+        catalog.item(*item).is_some_and(|i| i.available) && !bought.contains(item) && !excluded.contains(item)
     });
 
     // 3. Score.
@@ -285,8 +284,9 @@ pub fn rank(
     } else {
         bought_within(history, catalog, cfg, now, cfg.horizon_hours * 3600.0)
     };
+    let popularity = view.popularity_in(segment);
     for (item, p) in parts.iter_mut() {
-        p.trend = view.popularity(segment, *item);
+        p.trend = popularity.of(*item);
         if !cold_start {
             let cats = catalog.categories(*item);
             let cat_interest = if cats.is_empty() {
@@ -305,7 +305,7 @@ pub fn rank(
     }
     let max_cooc = parts.values().map(|p| p.cooc).fold(0.0, f64::max).max(f64::MIN_POSITIVE);
     let max_trend = parts.values().map(|p| p.trend).fold(0.0, f64::max).max(f64::MIN_POSITIVE);
-    let mut model = ContextModel::new(stats.context_view(now), &keys, cfg.context_prior);
+    let mut model = ContextModel::new(stats.context_lifts(now, catalog, cfg.context_prior), &keys);
     let mut scored: Vec<(ItemIdx, f64, Parts, f64)> = parts
         .into_iter()
         .map(|(item, p)| {
@@ -370,7 +370,7 @@ fn reasons(
     ctx: f64,
     profile: &InterestVector,
     catalog: &Catalog,
-    model: &mut ContextModel<'_>,
+    model: &mut ContextModel,
     keys: &[crate::context::ContextKey],
     cooc_from: Option<&Vec<ItemIdx>>,
     cfg: &ScoringConfig,

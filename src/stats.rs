@@ -42,16 +42,13 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{BrandIdx, CatIdx, FxMap, FxSet, ItemIdx};
-use crate::context::ContextKey;
+use crate::catalog::{BrandIdx, CatIdx, Catalog, FxMap, FxSet, ItemIdx};
+use crate::context::{ContextKey, ContextLifts};
 use crate::decay::Decay;
 
 /// Width of the context-count buckets: one day (context patterns move slowly).
 const CONTEXT_BUCKET_SECS: i64 = 86_400;
-/// A cached trending list holds at least this many entries, so callers asking for different
-/// `n` share it.
-const CACHE_MIN_ENTRIES: usize = 100;
-/// The trending cache is cleared when it holds more entries than this.
+/// The score cache is cleared when it holds more entries than this.
 const CACHE_MAX_KEYS: usize = 4096;
 
 /// Settings of the statistics. Changing any of them needs a rebuild (a replay of the log);
@@ -246,9 +243,16 @@ enum CacheKey {
 #[derive(Clone, Debug)]
 struct Cached {
     at: DateTime<Utc>,
-    /// The list holds every entry there was (fewer than asked for).
-    complete: bool,
-    items: Arc<Vec<(u32, f64)>>,
+    scores: Arc<Scores>,
+}
+
+/// Decayed scores of the entries of one segment (or of the leaf categories) at one time.
+#[derive(Debug, Default)]
+struct Scores {
+    /// Entries with a positive score, best first (every one when cached, else the top asked for).
+    ranked: Vec<(u32, f64)>,
+    /// The same scores by key (filled only when cached).
+    by_key: FxMap<u32, f64>,
 }
 
 /// A user's recently touched item, to pair with the next ones.
@@ -295,6 +299,8 @@ pub struct Stats {
     dirty_sources: FxSet<ItemIdx>,
     observed: u64,
     cache: Mutex<FxMap<CacheKey, Cached>>,
+    /// Context lifts, computed at most `cache_ttl_secs` earlier.
+    ctx_lifts: Mutex<Option<(DateTime<Utc>, Arc<ContextLifts>)>>,
 }
 
 impl Stats {
@@ -322,6 +328,7 @@ impl Stats {
             dirty_sources: FxSet::default(),
             observed: 0,
             cache: Mutex::new(FxMap::default()),
+            ctx_lifts: Mutex::new(None),
         }
     }
 
@@ -448,7 +455,7 @@ impl Stats {
         self.ctx_key.retain(|_, s| !s.prune(oldest_day));
         self.ctx_cat.retain(|_, s| !s.prune(oldest_day));
         self.ctx_pair.retain(|_, s| !s.prune(oldest_day));
-        self.cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.clear_caches();
     }
 
     /// [`Stats::prune`] limited to the segments and co-occurrence sources written since the
@@ -460,7 +467,33 @@ impl Stats {
         let (segments, sources) = (std::mem::take(&mut self.dirty_segments), std::mem::take(&mut self.dirty_sources));
         trim_keys(&mut self.pop, segments, oldest, self.cfg.max_items_per_segment.max(1), now_bucket, hb);
         trim_keys(&mut self.cooc, sources, oldest, self.cfg.max_neighbours.max(1), now_bucket, hb);
+        self.clear_caches();
+    }
+
+    fn clear_caches(&self) {
         self.cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        *self.ctx_lifts.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// The smoothed context lifts of every category of `catalog` at `now` with smoothing
+    /// strength `prior`: computed from [`Stats::context_view`], or reused when computed at
+    /// most `cache_ttl_secs` before `now` (never after it) with the same prior and catalogue
+    /// size.
+    pub fn context_lifts(&self, now: DateTime<Utc>, catalog: &Catalog, prior: f64) -> Arc<ContextLifts> {
+        let ttl = self.cfg.cache_ttl_secs;
+        if ttl > 0.0
+            && let Some((at, lifts)) = self.ctx_lifts.lock().unwrap_or_else(|e| e.into_inner()).as_ref()
+            && (0.0..=ttl).contains(&crate::decay::age_secs(now, *at))
+            && lifts.prior() == prior.max(1e-9)
+            && lifts.categories() == catalog.category_count()
+        {
+            return lifts.clone();
+        }
+        let lifts = Arc::new(ContextLifts::compute(&self.context_view(now), catalog, prior));
+        if ttl > 0.0 {
+            *self.ctx_lifts.lock().unwrap_or_else(|e| e.into_inner()) = Some((now, lifts.clone()));
+        }
+        lifts
     }
 
     /// A read view for queries at `now` with `decay` (popularity, co-occurrence).
@@ -591,17 +624,14 @@ impl StatsView<'_> {
     /// list computed at most `cache_ttl_secs` earlier.
     pub fn trending(&self, segment: Segment, n: usize) -> Vec<(ItemIdx, f64)> {
         let key = CacheKey::Trending(segment, self.decay_key);
-        let list = self.cached(key, n, || {
-            let Some(items) = self.stats.pop.get(&segment) else { return Vec::new() };
-            items.iter().map(|(i, s)| (i.0, s.sum(&self.table))).filter(|&(_, s)| s > 0.0).collect()
-        });
-        list.iter().take(n).map(|&(i, s)| (ItemIdx(i), s)).collect()
+        let scores = self.cached(key, n, || self.segment_scores(segment));
+        scores.ranked.iter().take(n).map(|&(i, s)| (ItemIdx(i), s)).collect()
     }
 
     /// Top `n` leaf categories by decayed popularity, best first.
     pub fn trending_categories(&self, n: usize) -> Vec<(CatIdx, f64)> {
         let key = CacheKey::Categories(self.decay_key);
-        let list = self.cached(key, n, || {
+        let scores = self.cached(key, n, || {
             self.stats
                 .leaf_pop
                 .iter()
@@ -609,7 +639,7 @@ impl StatsView<'_> {
                 .filter(|&(_, s)| s > 0.0)
                 .collect()
         });
-        list.iter().take(n).map(|&(i, s)| (CatIdx(i), s)).collect()
+        scores.ranked.iter().take(n).map(|&(i, s)| (CatIdx(i), s)).collect()
     }
 
     /// Top `n` items that co-occurred with `item` (same user, within the window), by decayed
@@ -626,29 +656,59 @@ impl StatsView<'_> {
         self.stats.cooc.get(&a).and_then(|m| m.get(&b)).map_or(0.0, |s| s.sum(&self.table))
     }
 
-    fn cached(&self, key: CacheKey, n: usize, compute: impl FnOnce() -> Vec<(u32, f64)>) -> Arc<Vec<(u32, f64)>> {
+    /// Decayed popularity of the items of `segment`, for many lookups: one hash lookup each
+    /// in the segment's cached scores when caching is on (the same scores `trending` ranks,
+    /// so they lag `now` by at most `cache_ttl_secs`), else [`StatsView::popularity`].
+    pub fn popularity_in(&self, segment: Segment) -> Popularity<'_> {
+        let cached = (self.stats.cfg.cache_ttl_secs > 0.0)
+            .then(|| self.cached(CacheKey::Trending(segment, self.decay_key), 0, || self.segment_scores(segment)));
+        Popularity { view: self, segment, cached }
+    }
+
+    fn segment_scores(&self, segment: Segment) -> Vec<(u32, f64)> {
+        let Some(items) = self.stats.pop.get(&segment) else { return Vec::new() };
+        items.iter().map(|(i, s)| (i.0, s.sum(&self.table))).filter(|&(_, s)| s > 0.0).collect()
+    }
+
+    /// The scores of `key`: cached ones computed at most `cache_ttl_secs` before `now` (never
+    /// after it), else `compute`d, all of them kept and cached when caching is on, only the
+    /// top `n` when it is off.
+    fn cached(&self, key: CacheKey, n: usize, compute: impl FnOnce() -> Vec<(u32, f64)>) -> Arc<Scores> {
         let ttl = self.stats.cfg.cache_ttl_secs;
-        if ttl > 0.0 {
-            let cache = self.stats.cache.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(c) = cache.get(&key) {
-                let age = crate::decay::age_secs(self.now, c.at);
-                if age >= 0.0 && age <= ttl && (c.complete || c.items.len() >= n) {
-                    return c.items.clone();
-                }
-            }
+        if ttl <= 0.0 {
+            return Arc::new(Scores { ranked: top_n(compute(), n), by_key: FxMap::default() });
         }
-        let want = if ttl > 0.0 { n.max(CACHE_MIN_ENTRIES) } else { n };
+        if let Some(c) = self.stats.cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key)
+            && (0.0..=ttl).contains(&crate::decay::age_secs(self.now, c.at))
+        {
+            return c.scores.clone();
+        }
         let all = compute();
-        let complete = all.len() <= want;
-        let items = Arc::new(top_n(all, want));
-        if ttl > 0.0 {
-            let mut cache = self.stats.cache.lock().unwrap_or_else(|e| e.into_inner());
-            if cache.len() >= CACHE_MAX_KEYS {
-                cache.clear();
-            }
-            cache.insert(key, Cached { at: self.now, complete, items: items.clone() });
+        let by_key = all.iter().copied().collect();
+        let scores = Arc::new(Scores { ranked: top_n(all, usize::MAX), by_key });
+        let mut cache = self.stats.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= CACHE_MAX_KEYS {
+            cache.clear();
         }
-        items
+        cache.insert(key, Cached { at: self.now, scores: scores.clone() });
+        scores
+    }
+}
+
+/// Popularity lookups in one segment, see [`StatsView::popularity_in`].
+pub struct Popularity<'a> {
+    view: &'a StatsView<'a>,
+    segment: Segment,
+    cached: Option<Arc<Scores>>,
+}
+
+impl Popularity<'_> {
+    /// Decayed popularity of `item` (0 if not tracked).
+    pub fn of(&self, item: ItemIdx) -> f64 {
+        match &self.cached {
+            Some(scores) => scores.by_key.get(&item.0).copied().unwrap_or(0.0),
+            None => self.view.popularity(self.segment, item),
+        }
     }
 }
 
@@ -672,6 +732,14 @@ impl ContextView<'_> {
     /// Events in category `cat` (or a subcategory).
     pub fn category_total(&self, cat: CatIdx) -> f64 {
         self.stats.ctx_cat.get(&cat).map_or(0.0, |s| s.sum(&self.table))
+    }
+
+    /// Every context key with events, with its total, in key order.
+    pub fn keys(&self) -> Vec<(ContextKey, f64)> {
+        let mut keys: Vec<(ContextKey, f64)> =
+            self.stats.ctx_key.iter().map(|(&k, s)| (k, s.sum(&self.table))).filter(|&(_, n)| n > 0.0).collect();
+        keys.sort_by_key(|&(k, _)| k);
+        keys
     }
 
     /// Events in category `cat` with context key `key`.

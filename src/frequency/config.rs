@@ -78,7 +78,8 @@ pub struct FrequencyConfig {
     /// Longest window the send time is chosen within, in hours. The window is one pacing
     /// interval (`24 / frequency` hours) long but at most this.
     pub send_window_max_hours: f64,
-    /// How far ahead the planner looks for an allowed hour before giving up, in hours.
+    /// How far ahead the planner looks for a send window with an allowed hour before giving
+    /// up, in hours (a window starting within it is searched to its end).
     pub lookahead_hours: u32,
 
     // --- content and holdout ------------------------------------------------------------

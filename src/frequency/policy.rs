@@ -225,8 +225,8 @@ pub struct Slot {
 /// The planner's answer: the next allowed send time and what limits the present.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SendPlan {
-    /// The best allowed time in the first window that has one; `None` when no hour within
-    /// `lookahead_hours` is allowed. Never before `now`.
+    /// The best allowed time in the first window that has one; `None` when no window starting
+    /// within `lookahead_hours` has an allowed hour. Never before `now`.
     pub slot: Option<Slot>,
     pub window_start: DateTime<Utc>,
     pub window_end: DateTime<Utc>,
@@ -320,7 +320,10 @@ impl PushState {
         let mut slot = None;
         while ws < horizon && slot.is_none() {
             let from = [Some(ws), Some(now), gap_until].into_iter().flatten().max().unwrap_or(now);
-            slot = best_slot_in(self, user, &blended, from, we.min(horizon), cfg);
+            // A window that starts within the look-ahead is searched to its end: cutting it at
+            // the horizon made the choice depend on when one asks (a plan made earlier saw
+            // only the window's first hours and chose one that a later decision rejected).
+            slot = best_slot_in(self, user, &blended, from, we, cfg);
             if slot.is_none() {
                 ws = we;
                 we = ws + w;

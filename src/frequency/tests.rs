@@ -566,7 +566,7 @@ proptest! {
         if let Some(slot) = plan.slot {
             let at = slot.at;
             prop_assert!(at >= now);
-            prop_assert!(at < now + TimeDelta::hours(i64::from(c.lookahead_hours)));
+            prop_assert!(at < now + TimeDelta::hours(i64::from(c.lookahead_hours)) + TimeDelta::minutes((c.send_window_max_hours * 60.0) as i64));
             if let Some(q) = u.quiet_hours {
                 prop_assert!(!q.contains(at.with_timezone(&tz).hour()), "slot {at} in quiet hours {q:?}");
             }

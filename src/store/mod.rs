@@ -195,9 +195,9 @@ pub trait Store: Send + Sync + 'static {
 
     async fn get_item(&self, item_id: &str) -> StoreResult<Option<Item>>;
 
-    /// Items changed at or after `since`, ordered by change time, at most `limit`,
-    /// with each item's change time (for paging and catalog refresh).
-    async fn items_changed_since(&self, since: DateTime<Utc>, limit: i64) -> StoreResult<Vec<(Item, DateTime<Utc>)>>;
+    /// Items whose `(change time, item id)` comes after `after`, in that order, at most
+    /// `limit`, with each item's change time (keyset paging for the catalog refresh).
+    async fn items_changed_after(&self, after: (DateTime<Utc>, &str), limit: i64) -> StoreResult<Vec<(Item, DateTime<Utc>)>>;
 
     async fn count_items(&self) -> StoreResult<i64>;
 
@@ -230,8 +230,9 @@ pub trait Store: Send + Sync + 'static {
     /// decisions; releases the claims. A plan whose row changed since the claim is dropped.
     async fn commit_plans(&self, token: Uuid, plans: &[UserPlan], now: DateTime<Utc>) -> StoreResult<PlanCommit>;
 
-    /// Pushes planned at or after `since`, across all users (global rate limit).
-    async fn count_pushes_since(&self, since: DateTime<Utc>) -> StoreResult<i64>;
+    /// Pushes planned at or after `since`, across all users, counted up to `cap` (the global
+    /// rate limit needs no more, and counting stays cheap however many there are).
+    async fn count_pushes_since(&self, since: DateTime<Utc>, cap: i64) -> StoreResult<i64>;
 
     /// Marks open pushes past their expiry as expired; returns them.
     async fn expire_pushes(&self, now: DateTime<Utc>) -> StoreResult<Vec<Push>>;
@@ -274,4 +275,23 @@ pub(crate) fn split_category(path: &str) -> Vec<String> {
 
 pub(crate) fn parse_tz(name: &str) -> StoreResult<chrono_tz::Tz> {
     name.parse().map_err(|_| StoreError::Corrupt(format!("unknown time zone {name:?}")))
+}
+
+/// The rows of a page of the log in `seq` order, up to the first whose `unsettled` column is
+/// true (received too recently: an earlier-numbered batch may still be committing), read
+/// with `event`.
+pub(crate) fn settled_prefix<R: sqlx::Row>(rows: &[R], event: impl Fn(&R) -> StoreResult<Event>) -> StoreResult<Vec<LoggedEvent>>
+where
+    bool: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    &'static str: sqlx::ColumnIndex<R>,
+{
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        if r.try_get::<bool, _>("unsettled")? {
+            break;
+        }
+        out.push(LoggedEvent { seq: r.try_get("seq")?, event: event(r)? });
+    }
+    Ok(out)
 }

@@ -207,17 +207,17 @@ impl Store for PgStore {
     }
 
     async fn events_after(&self, after_seq: i64, limit: i64, settle: chrono::Duration) -> StoreResult<Vec<LoggedEvent>> {
+        // The settled prefix of the log: rows in `seq` order up to the first one received
+        // within `settle`, so that a batch received later but numbered earlier is never
+        // skipped. The cut is made here rather than with a `min(seq)` subquery, which scanned
+        // the whole log after `after_seq` for every page.
         let sql = sqlx::AssertSqlSafe(format!(
-            // The settled prefix of the log: stop before the first row received within
-            // `settle`, so that a batch received later but numbered earlier is never skipped.
-            "select {EVENT_COLUMNS} from events where seq > $1 and seq < coalesce( \
-                (select min(seq) from events where seq > $1 and received_at > now() - $3), 9223372036854775807) \
-             order by seq limit $2"
+            "select {EVENT_COLUMNS}, received_at > now() - $3 as unsettled from events where seq > $1 order by seq limit $2"
         ));
         let settle = sqlx::postgres::types::PgInterval::try_from(settle.to_std().unwrap_or_default())
             .map_err(|e| StoreError::Corrupt(format!("settle interval: {e}")))?;
         let rows = sqlx::query(sql).bind(after_seq).bind(limit).bind(settle).fetch_all(&self.pool).await?;
-        rows.iter().map(|r| Ok(LoggedEvent { seq: r.try_get("seq")?, event: event_from_row(r)? })).collect()
+        super::settled_prefix(&rows, event_from_row)
     }
 
     async fn prune_events(&self, before: DateTime<Utc>) -> StoreResult<u64> {
@@ -267,9 +267,13 @@ impl Store for PgStore {
         row.as_ref().map(item_from_row).transpose()
     }
 
-    async fn items_changed_since(&self, since: DateTime<Utc>, limit: i64) -> StoreResult<Vec<(Item, DateTime<Utc>)>> {
-        let rows = sqlx::query("select * from items where updated_at >= $1 order by updated_at, item_id limit $2")
-            .bind(since)
+    async fn items_changed_after(&self, after: (DateTime<Utc>, &str), limit: i64) -> StoreResult<Vec<(Item, DateTime<Utc>)>> {
+        let rows = sqlx::query(
+            "select * from items where updated_at >= $1 and (updated_at, item_id) > ($1, $2) \
+             order by updated_at, item_id limit $3",
+        )
+            .bind(after.0)
+            .bind(after.1)
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
@@ -458,8 +462,12 @@ impl Store for PgStore {
         Ok(report)
     }
 
-    async fn count_pushes_since(&self, since: DateTime<Utc>) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar("select count(*) from pushes where created_at >= $1").bind(since).fetch_one(&self.pool).await?)
+    async fn count_pushes_since(&self, since: DateTime<Utc>, cap: i64) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar("select count(*) from (select 1 from pushes where created_at >= $1 limit $2) as p")
+            .bind(since)
+            .bind(cap)
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     async fn expire_pushes(&self, now: DateTime<Utc>) -> StoreResult<Vec<Push>> {

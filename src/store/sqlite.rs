@@ -228,19 +228,13 @@ impl Store for SqliteStore {
         // SQLite has one writer at a time, so seq order is commit order; `settle` still
         // applies for symmetry with PostgreSQL.
         let cutoff = to_micros(Utc::now() - settle);
-        // The settled prefix of the log: stop before the first row received within `settle`
-        // (rows are numbered when written, which need not follow their `received_at`).
-        let rows = sqlx::query(
-            "select * from events where seq > ?1 and seq < coalesce( \
-                (select min(seq) from events where seq > ?1 and received_at > ?3), 9223372036854775807) \
-             order by seq limit ?2",
-        )
+        let rows = sqlx::query("select *, received_at > ?3 as unsettled from events where seq > ?1 order by seq limit ?2")
             .bind(after_seq)
             .bind(limit)
             .bind(cutoff)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(|r| Ok(LoggedEvent { seq: r.try_get("seq")?, event: event_from_row(r)? })).collect()
+        super::settled_prefix(&rows, event_from_row)
     }
 
     async fn prune_events(&self, before: DateTime<Utc>) -> StoreResult<u64> {
@@ -288,9 +282,13 @@ impl Store for SqliteStore {
         row.as_ref().map(item_from_row).transpose()
     }
 
-    async fn items_changed_since(&self, since: DateTime<Utc>, limit: i64) -> StoreResult<Vec<(Item, DateTime<Utc>)>> {
-        let rows = sqlx::query("select * from items where updated_at >= ?1 order by updated_at, item_id limit ?2")
-            .bind(to_micros(since))
+    async fn items_changed_after(&self, after: (DateTime<Utc>, &str), limit: i64) -> StoreResult<Vec<(Item, DateTime<Utc>)>> {
+        let rows = sqlx::query(
+            "select * from items where updated_at >= ?1 and (updated_at, item_id) > (?1, ?2) \
+             order by updated_at, item_id limit ?3",
+        )
+            .bind(to_micros(after.0))
+            .bind(after.1)
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
@@ -470,9 +468,10 @@ impl Store for SqliteStore {
         Ok(report)
     }
 
-    async fn count_pushes_since(&self, since: DateTime<Utc>) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar("select count(*) from pushes where created_at >= ?1")
+    async fn count_pushes_since(&self, since: DateTime<Utc>, cap: i64) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar("select count(*) from (select 1 from pushes where created_at >= ?1 limit ?2)")
             .bind(to_micros(since))
+            .bind(cap)
             .fetch_one(&self.pool)
             .await?)
     }
