@@ -161,8 +161,8 @@ impl Scheduler {
             let label = decision.skip_reason().map_or("send", |r| r.as_str());
             metrics::counter!("kairos_scheduler_decisions_total", "decision" => label).increment(1);
             let next_due_at = decision.next_check_at().unwrap_or(now + IDLE_RECHECK).max(now + TimeDelta::seconds(1));
-            let state_json = serde_json::to_value(&state).map_err(|e| StoreError::Corrupt(format!("push state: {e}")))?;
-            let decision_json = serde_json::to_value(&decision).map_err(|e| StoreError::Corrupt(format!("decision: {e}")))?;
+            let state_json = serde_json::to_string(&state).map_err(|e| StoreError::Corrupt(format!("push state: {e}")))?;
+            let decision_json = serde_json::to_string(&decision).map_err(|e| StoreError::Corrupt(format!("decision: {e}")))?;
             plans.push(UserPlan {
                 user_id: user.user_id.clone(),
                 version,

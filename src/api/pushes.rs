@@ -15,7 +15,9 @@ use uuid::Uuid;
 use super::users::user_path_id;
 use super::{ApiError, ApiResult, AppState, json_body};
 use crate::domain::FieldError;
-use crate::frequency::{Decision, Feedback, FeedbackEffect, FeedbackKind, PushState, Recipient, is_in_holdout, local_date};
+use crate::frequency::{
+    Decision, Feedback, FeedbackEffect, FeedbackKind, PushState, Recipient, collapse_repeated_skips, is_in_holdout, local_date,
+};
 use crate::parse::Fields;
 use crate::store::{FeedbackOutcome, FeedbackWrite, Push, PushStatus};
 
@@ -242,6 +244,12 @@ pub async fn get_push_plan(State(state): State<AppState>, Path(id): Path<String>
     let recent_pushes = state.store.user_pushes(&id, 10).await?;
     let tuning = state.tuning.get();
     let cfg = &tuning.frequency;
+    // Read a few more than shown, since repeats of one skip are collapsed.
+    let logged = state.store.recent_decisions(&id, (cfg.decision_log_len as i64).saturating_mul(4)).await?;
+    let decisions = collapse_repeated_skips(
+        logged.into_iter().filter_map(|v| serde_json::from_value::<Decision>(v).ok()),
+        cfg.decision_log_len,
+    );
     let now = state.clock.now();
     let push_state: Option<PushState> = row.as_ref().and_then(|r| r.state.clone()).and_then(|v| serde_json::from_value(v).ok());
     let population = state.engine.population_activity();
@@ -267,7 +275,7 @@ pub async fn get_push_plan(State(state): State<AppState>, Path(id): Path<String>
             max_per_week: cfg.max_per_week,
         }),
         consecutive_ignored: push_state.as_ref().map(|s| s.consecutive_ignored),
-        decisions: push_state.as_ref().map(|s| s.decisions.iter().rev().cloned().collect()).unwrap_or_default(),
+        decisions,
         recent_pushes,
     };
     Ok(Json(plan))

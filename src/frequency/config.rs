@@ -93,7 +93,8 @@ pub struct FrequencyConfig {
     // --- outbox -------------------------------------------------------------------------------
     /// A planned push not delivered within this many hours expires in the outbox, in hours.
     pub push_ttl_hours: f64,
-    /// How many recent decisions each user keeps for the push-plan API, in decisions.
+    /// How many recent decisions the push-plan API shows (read from the decision log, with
+    /// repeats of one skip collapsed), in decisions.
     pub decision_log_len: usize,
 }
 

@@ -37,30 +37,43 @@ pub struct ActivityHistogram {
     as_of: Option<DateTime<Utc>>,
 }
 
-/// The stored form: 168 weights and the time they are valid at.
+/// The stored form: the non-zero bins as `[bin, weight]` pairs and the time they are valid
+/// at. A user's few active hours take a few pairs where 168 weights took ~1.7 KB of JSON,
+/// rewritten at every scheduler decision. The dense form (`bins`, all 168 weights), written
+/// before, is still read.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct HistogramRepr {
-    bins: Vec<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    bins: Option<Vec<f64>>,
+    #[serde(default)]
+    nonzero: Vec<(usize, f64)>,
     as_of: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<HistogramRepr> for ActivityHistogram {
     type Error = String;
     fn try_from(r: HistogramRepr) -> Result<Self, String> {
-        if r.bins.len() != HOURS_PER_WEEK {
-            return Err(format!("activity histogram needs {HOURS_PER_WEEK} bins, got {}", r.bins.len()));
+        let mut bins = match r.bins {
+            Some(bins) if bins.len() == HOURS_PER_WEEK => bins,
+            Some(bins) => return Err(format!("activity histogram needs {HOURS_PER_WEEK} bins, got {}", bins.len())),
+            None => vec![0.0; HOURS_PER_WEEK],
+        };
+        for (bin, w) in r.nonzero {
+            let slot = bins.get_mut(bin).ok_or_else(|| format!("activity histogram bin {bin} is not below {HOURS_PER_WEEK}"))?;
+            *slot = w;
         }
-        if r.bins.iter().any(|v| !v.is_finite() || *v < 0.0) {
+        if bins.iter().any(|v| !v.is_finite() || *v < 0.0) {
             return Err("activity histogram bins must be finite and non-negative".into());
         }
-        Ok(Self { bins: r.bins, as_of: r.as_of })
+        Ok(Self { bins, as_of: r.as_of })
     }
 }
 
 impl From<ActivityHistogram> for HistogramRepr {
     fn from(h: ActivityHistogram) -> Self {
-        Self { bins: h.bins, as_of: h.as_of }
+        let nonzero = h.bins.iter().enumerate().filter(|&(_, &w)| w != 0.0).map(|(b, &w)| (b, w)).collect();
+        Self { bins: None, nonzero, as_of: h.as_of }
     }
 }
 
@@ -296,10 +309,22 @@ mod tests {
     }
 
     #[test]
-    fn a_stored_histogram_with_the_wrong_number_of_bins_is_refused() {
-        let h = ActivityHistogram::new();
+    fn a_histogram_is_stored_sparsely_read_back_exactly_and_bad_forms_are_refused() {
+        let c = FrequencyConfig::default();
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 5, 12, 0, 0).unwrap();
+        let mut h = ActivityHistogram::new();
+        h.add_to_bin(3, t0, 0.123_456_789_012_345_67, &c);
+        h.add_to_bin(167, t0, 2.0, &c);
         let json = serde_json::to_string(&h).unwrap();
+        assert!(json.contains(r#""nonzero":[[3,"#) && !json.contains("bins"), "{json}");
         assert_eq!(serde_json::from_str::<ActivityHistogram>(&json).unwrap(), h);
+        // The dense form written by earlier versions is still read.
+        let mut dense = vec![0.0; HOURS_PER_WEEK];
+        dense[5] = 1.5;
+        let old = serde_json::json!({ "bins": dense, "as_of": t0 }).to_string();
+        assert_eq!(serde_json::from_str::<ActivityHistogram>(&old).unwrap().bins()[5], 1.5);
         assert!(serde_json::from_str::<ActivityHistogram>(r#"{"bins":[1.0],"as_of":null}"#).is_err());
+        assert!(serde_json::from_str::<ActivityHistogram>(r#"{"nonzero":[[168,1.0]],"as_of":null}"#).is_err());
+        assert!(serde_json::from_str::<ActivityHistogram>(r#"{"nonzero":[[1,-1.0]],"as_of":null}"#).is_err());
     }
 }

@@ -212,6 +212,23 @@ impl Decision {
     }
 }
 
+/// At most `n` of `newest_first` decisions, where a skip that repeats the next newer one
+/// (same reason, same next check: a user looked at again before anything changed) is left
+/// out, so the log stays readable.
+pub fn collapse_repeated_skips(newest_first: impl IntoIterator<Item = Decision>, n: usize) -> Vec<Decision> {
+    let mut out: Vec<Decision> = Vec::with_capacity(n);
+    for d in newest_first {
+        if out.len() >= n {
+            break;
+        }
+        if out.last().is_some_and(|newer| newer.same_skip_as(&d)) {
+            continue;
+        }
+        out.push(d);
+    }
+    out
+}
+
 /// A planned send time.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Slot {
@@ -445,7 +462,6 @@ impl PushState {
             }
         };
         self.next_due_at = decision.next_check_at();
-        self.log_decision(decision.clone(), cfg);
         decision
     }
 }

@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{days, hours};
 use super::histogram::{ActivityHistogram, decay_factor};
-use super::policy::Decision;
 use super::{FeedbackKind, FrequencyConfig, initial_frequency};
 
 /// Most pushes kept in [`PushState::recent_pushes`]; older ones are dropped first.
@@ -170,8 +169,6 @@ pub struct PushState {
     pub suppressed: BTreeMap<String, DateTime<Utc>>,
     /// Recent pushes, oldest first (bounded).
     pub recent_pushes: VecDeque<SentPush>,
-    /// Recent decisions, oldest first (bounded by `decision_log_len`).
-    pub decisions: VecDeque<Decision>,
     /// When the scheduler should next look at this user; `None`: not until something changes
     /// (consent given, resubscribed).
     pub next_due_at: Option<DateTime<Utc>>,
@@ -195,7 +192,6 @@ impl PushState {
             unsubscribed_at: None,
             suppressed: BTreeMap::new(),
             recent_pushes: VecDeque::new(),
-            decisions: VecDeque::new(),
             next_due_at: Some(now),
             totals: PushTotals::default(),
         }
@@ -483,21 +479,6 @@ impl PushState {
         self.unsubscribed_at = None;
         self.consecutive_ignored = 0;
         self.next_due_at = Some(now);
-    }
-
-    /// Appends a decision to the bounded log. A skip that repeats the previous one (same reason,
-    /// same next check) replaces it, so a user polled every tick keeps a readable history.
-    pub(crate) fn log_decision(&mut self, d: Decision, cfg: &FrequencyConfig) {
-        if let Some(last) = self.decisions.back_mut()
-            && last.same_skip_as(&d)
-        {
-            *last = d;
-        } else {
-            self.decisions.push_back(d);
-        }
-        while self.decisions.len() > cfg.decision_log_len {
-            self.decisions.pop_front();
-        }
     }
 }
 

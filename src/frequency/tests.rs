@@ -453,33 +453,38 @@ fn asking_again_later_in_the_window_keeps_the_planned_hour() {
 }
 
 #[test]
-fn every_decision_records_its_inputs_and_the_log_stays_bounded() {
+fn every_decision_records_its_inputs_and_repeated_skips_collapse_in_the_log() {
     let c = FrequencyConfig { decision_log_len: 3, ..cfg() };
     let t = utc(2026, 5, 4, 6, 0);
     let pop = daily_peak(19, t);
     let mut s = PushState::new(c.theta, t, &c);
     let u = Recipient { quiet_hours: Some(QuietHours { start: 22, end: 7 }), ..user(chrono_tz::UTC) };
     // Polled every ten minutes inside the quiet hours: repeated identical skips collapse into
-    // one entry.
-    for i in 0..6 {
-        s.decide(&ctx(u, &pop), t + TimeDelta::minutes(10 * i), &c);
-    }
-    assert_eq!(s.decisions.len(), 1);
-    let d = s.decisions.back().unwrap();
+    // one entry, the newest.
+    let mut log: Vec<Decision> = (0..6).map(|i| s.decide(&ctx(u, &pop), t + TimeDelta::minutes(10 * i), &c)).collect();
+    let shown = collapse_repeated_skips(log.iter().rev().cloned(), c.decision_log_len);
+    assert_eq!(shown.len(), 1);
+    let d = &shown[0];
+    assert_eq!(d.inputs().now, t + TimeDelta::minutes(50));
     assert_eq!(d.inputs().timezone, "UTC");
     assert_eq!(d.inputs().quiet_hours, Some(QuietHours { start: 22, end: 7 }));
     assert!(d.summary().contains("quiet hours"), "{}", d.summary());
     for day in 1..6 {
         let now = utc(2026, 5, 4, 19, 0) + TimeDelta::days(day);
-        if s.decide(&ctx(u, &pop), now, &c).is_send() {
+        let d = s.decide(&ctx(u, &pop), now, &c);
+        if d.is_send() {
             s.record_sent(&format!("p{day}"), "x", now, chrono_tz::UTC, &c);
         }
+        log.push(d);
     }
-    assert_eq!(s.decisions.len(), 3);
-    // The whole state, log included, survives a round trip through the store's JSON column.
+    let shown = collapse_repeated_skips(log.iter().rev().cloned(), c.decision_log_len);
+    assert_eq!(shown.len(), 3, "bounded by decision_log_len");
+    assert!(shown.iter().any(Decision::is_send));
+    // A decision and the state survive a round trip through the store's JSON columns.
+    let json = serde_json::to_string(&shown[0]).unwrap();
+    assert_eq!(serde_json::from_str::<Decision>(&json).unwrap(), shown[0]);
     let json = serde_json::to_string(&s).unwrap();
     assert_eq!(serde_json::from_str::<PushState>(&json).unwrap(), s);
-    assert!(json.contains(r#""decision":"send""#));
 }
 
 #[test]

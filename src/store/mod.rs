@@ -125,10 +125,12 @@ pub struct UserPlan {
     pub user_id: String,
     /// The version read at claim time.
     pub version: i64,
-    pub state: serde_json::Value,
+    /// The new `PushState`, serialised to JSON.
+    pub state: String,
     pub next_due_at: DateTime<Utc>,
     pub push: Option<Push>,
-    pub decision: serde_json::Value,
+    /// The `Decision`, serialised to JSON.
+    pub decision: String,
 }
 
 /// What committing a batch of plans did.
@@ -229,6 +231,9 @@ pub trait Store: Send + Sync + 'static {
     /// Writes the plans of one tick in one transaction: pushes into the outbox, states,
     /// decisions; releases the claims. A plan whose row changed since the claim is dropped.
     async fn commit_plans(&self, token: Uuid, plans: &[UserPlan], now: DateTime<Utc>) -> StoreResult<PlanCommit>;
+
+    /// The user's latest `limit` logged decisions (as written by `commit_plans`), newest first.
+    async fn recent_decisions(&self, user_id: &str, limit: i64) -> StoreResult<Vec<serde_json::Value>>;
 
     /// Pushes planned at or after `since`, across all users, counted up to `cap` (the global
     /// rate limit needs no more, and counting stays cheap however many there are).

@@ -398,13 +398,14 @@ impl Store for PgStore {
         // decisions of the users whose state was written.
         let mut tx = self.pool.begin().await?;
         let users: Vec<&str> = plans.iter().map(|p| p.user_id.as_str()).collect();
-        let states: Vec<&serde_json::Value> = plans.iter().map(|p| &p.state).collect();
+        // States and decisions travel as text and are stored as json (migration 0004).
+        let states: Vec<&str> = plans.iter().map(|p| p.state.as_str()).collect();
         let due: Vec<DateTime<Utc>> = plans.iter().map(|p| p.next_due_at).collect();
         let versions: Vec<i64> = plans.iter().map(|p| p.version).collect();
         let written: Vec<String> = sqlx::query_scalar(
-            "update push_state p set state = u.state, next_due_at = u.due, version = p.version + 1, \
+            "update push_state p set state = u.state::json, next_due_at = u.due, version = p.version + 1, \
                 claimed_until = null, claim_token = null, updated_at = $5 \
-             from unnest($1::text[], $2::jsonb[], $3::timestamptz[], $4::int8[]) as u(user_id, state, due, version) \
+             from unnest($1::text[], $2::text[], $3::timestamptz[], $4::int8[]) as u(user_id, state, due, version) \
              where p.user_id = u.user_id and p.claim_token = $6 and p.version = u.version \
              returning p.user_id",
         )
@@ -445,10 +446,10 @@ impl Store for PgStore {
         if !applied.is_empty() {
             sqlx::query(
                 "insert into decisions (user_id, decided_at, decision) \
-                 select u, $3, d from unnest($1::text[], $2::jsonb[]) as t(u, d)",
+                 select u, $3, d::json from unnest($1::text[], $2::text[]) as t(u, d)",
             )
             .bind(applied.iter().map(|p| p.user_id.as_str()).collect::<Vec<_>>())
-            .bind(applied.iter().map(|p| &p.decision).collect::<Vec<_>>())
+            .bind(applied.iter().map(|p| p.decision.as_str()).collect::<Vec<_>>())
             .bind(now)
             .execute(&mut *tx)
             .await?;
@@ -460,6 +461,14 @@ impl Store for PgStore {
             .await?;
         tx.commit().await?;
         Ok(report)
+    }
+
+    async fn recent_decisions(&self, user_id: &str, limit: i64) -> StoreResult<Vec<serde_json::Value>> {
+        Ok(sqlx::query_scalar("select decision from decisions where user_id = $1 order by decided_at desc, id desc limit $2")
+            .bind(user_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     async fn count_pushes_since(&self, since: DateTime<Utc>, cap: i64) -> StoreResult<i64> {

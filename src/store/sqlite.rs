@@ -426,7 +426,7 @@ impl Store for SqliteStore {
             )
             .bind(&plan.user_id)
             .bind(&token)
-            .bind(plan.state.to_string())
+            .bind(&plan.state)
             .bind(to_micros(plan.next_due_at))
             .bind(to_micros(now))
             .bind(plan.version)
@@ -456,7 +456,7 @@ impl Store for SqliteStore {
             sqlx::query("insert into decisions (user_id, decided_at, decision) values (?1, ?2, ?3)")
                 .bind(&plan.user_id)
                 .bind(to_micros(now))
-                .bind(plan.decision.to_string())
+                .bind(&plan.decision)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -466,6 +466,16 @@ impl Store for SqliteStore {
             .await?;
         tx.commit().await?;
         Ok(report)
+    }
+
+    async fn recent_decisions(&self, user_id: &str, limit: i64) -> StoreResult<Vec<serde_json::Value>> {
+        let rows: Vec<String> =
+            sqlx::query_scalar("select decision from decisions where user_id = ?1 order by decided_at desc, id desc limit ?2")
+                .bind(user_id)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(|s| serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("decision: {e}")))).collect()
     }
 
     async fn count_pushes_since(&self, since: DateTime<Utc>, cap: i64) -> StoreResult<i64> {
