@@ -164,6 +164,9 @@ pub struct SchedulerConfig {
     pub interval_secs: f64,
     /// Due users claimed per transaction.
     pub batch_size: u32,
+    /// Ticks run at once by this replica, each claiming its own batch: one tick's database
+    /// writes overlap another's ranking.
+    pub workers: u32,
     /// Seconds a claimed push (gateway) or a claimed user (scheduler) stays leased.
     pub lease_secs: i64,
 }
@@ -345,6 +348,9 @@ impl Tuning {
         }
         if s.batch_size == 0 {
             return Err(invalid("tuning.scheduler.batch_size", "must be > 0"));
+        }
+        if !(1..=16).contains(&s.workers) {
+            return Err(invalid("tuning.scheduler.workers", "must be in 1..=16"));
         }
         if s.lease_secs <= 0 {
             return Err(invalid("tuning.scheduler.lease_secs", "must be > 0"));

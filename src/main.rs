@@ -119,7 +119,8 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// Plans every due user with one scheduler, tick after tick, and prints the rate.
+/// Plans every due user with `tuning.scheduler.workers` concurrent tick loops (as many
+/// replicas would), and prints the rate.
 async fn bench_scheduler(settings: Settings) -> anyhow::Result<()> {
     use std::sync::Arc;
     let store = kairos::store::connect(&settings.database).await?;
@@ -131,15 +132,21 @@ async fn bench_scheduler(settings: Settings) -> anyhow::Result<()> {
     let scheduler = kairos::scheduler::Scheduler::new(store, engine, tuning, kairos::clock::Clock::default());
     let now = chrono::Utc::now();
     let started = std::time::Instant::now();
-    let (mut users, mut pushes, mut ticks) = (0usize, 0u64, 0u32);
-    while let kairos::scheduler::Outcome::Worked { claimed, pushes: p, .. } = scheduler.try_run_once(now).await? {
-        users += claimed;
-        pushes += p;
-        ticks += 1;
-    }
+    let worker = async || -> anyhow::Result<(usize, u64, u32)> {
+        let (mut users, mut pushes, mut ticks) = (0usize, 0u64, 0u32);
+        while let kairos::scheduler::Outcome::Worked { claimed, pushes: p, .. } = scheduler.try_run_once(now).await? {
+            users += claimed;
+            pushes += p;
+            ticks += 1;
+        }
+        Ok((users, pushes, ticks))
+    };
+    let workers = settings.tuning.scheduler.workers;
+    let done = futures::future::try_join_all((0..workers).map(|_| worker())).await?;
+    let (users, pushes, ticks) = done.iter().fold((0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2));
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "planned {users} due users in {ticks} ticks, {secs:.1} s: {:.0} users/s; {pushes} pushes written (batch_size {})",
+        "planned {users} due users in {ticks} ticks, {secs:.1} s: {:.0} users/s; {pushes} pushes written (batch_size {}, {workers} workers)",
         users as f64 / secs,
         settings.tuning.scheduler.batch_size
     );

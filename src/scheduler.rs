@@ -47,21 +47,23 @@ impl Scheduler {
         Scheduler { store, engine, tuning, clock }
     }
 
-    /// Runs ticks every `tuning.scheduler.interval_secs` until `stop`; a tick that found work
-    /// is followed at once by the next, so a backlog drains at full speed. Stops between ticks.
+    /// Runs `tuning.scheduler.workers` ticks at once every `tuning.scheduler.interval_secs`
+    /// until `stop`; when one found work the next round starts at once, so a backlog drains
+    /// at full speed. Stops between rounds.
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
         loop {
             let tuning = self.tuning.get();
             let pause = Duration::from_secs_f64(tuning.scheduler.interval_secs);
-            let outcome = if tuning.scheduler.enabled { Some(self.try_run_once(self.clock.now()).await) } else { None };
-            let busy = match outcome {
-                Some(Ok(Outcome::Worked { .. })) => true,
-                Some(Ok(Outcome::Idle { .. })) | None => false,
-                Some(Err(e)) => {
-                    tracing::error!(error = ?e, "scheduler tick failed");
-                    false
+            let workers = if tuning.scheduler.enabled { tuning.scheduler.workers as usize } else { 0 };
+            let outcomes = futures::future::join_all((0..workers).map(|_| self.try_run_once(self.clock.now()))).await;
+            let mut busy = false;
+            for outcome in outcomes {
+                match outcome {
+                    Ok(Outcome::Worked { .. }) => busy = true,
+                    Ok(Outcome::Idle { .. }) => {}
+                    Err(e) => tracing::error!(error = ?e, "scheduler tick failed"),
                 }
-            };
+            }
             if busy && !stop.is_cancelled() {
                 continue;
             }
