@@ -187,6 +187,8 @@ pub struct ContextLifts {
     columns: FxMap<ContextKey, usize>,
     /// `lifts[c · columns.len() + k]`: lift of category `c` in the key of column `k`.
     lifts: Vec<f64>,
+    /// `ln` of each lift (the context score sums them).
+    logs: Vec<f64>,
     /// Categories covered (those of the catalogue when computed).
     categories: usize,
 }
@@ -214,7 +216,8 @@ impl ContextLifts {
                 lifts[c.0 as usize * width + k] = (n + prior * p) / (expected + prior);
             }
         }
-        ContextLifts { prior, columns, lifts, categories }
+        let logs = lifts.iter().map(|l| l.ln()).collect();
+        ContextLifts { prior, columns, lifts, logs, categories }
     }
 
     /// The smoothing strength these lifts were computed with.
@@ -236,34 +239,33 @@ impl ContextLifts {
 pub struct ContextModel {
     lifts: Arc<ContextLifts>,
     columns: Vec<Option<usize>>,
-    buf: Vec<f64>,
 }
 
 impl ContextModel {
     /// A model for the keys of one request.
     pub fn new(lifts: Arc<ContextLifts>, keys: &[ContextKey]) -> Self {
         let columns = keys.iter().map(|k| lifts.columns.get(k).copied()).collect();
-        ContextModel { lifts, columns, buf: Vec::with_capacity(keys.len()) }
+        ContextModel { lifts, columns }
     }
 
     /// Lifts of `path`'s last category in each of the request's keys (same order as the
     /// keys given to [`ContextModel::new`]). `path` is the category with its ancestors, root
     /// first.
-    pub fn lifts(&mut self, path: &[CatIdx]) -> &[f64] {
-        let row = path.iter().rev().find(|c| (c.0 as usize) < self.lifts.categories);
-        let width = self.lifts.columns.len();
-        self.buf.clear();
-        self.buf.extend(self.columns.iter().map(|col| match (row, col) {
-            (Some(c), Some(k)) => self.lifts.lifts[c.0 as usize * width + k],
-            _ => 1.0,
-        }));
-        &self.buf
+    pub fn lifts(&self, path: &[CatIdx]) -> Vec<f64> {
+        self.cells(path).map(|cell| cell.map_or(1.0, |i| self.lifts.lifts[i])).collect()
     }
 
     /// The context score of a category: `Σ_x ln lift(c, x)`, clamped to `±CONTEXT_SCORE_CLAMP`.
-    pub fn score(&mut self, path: &[CatIdx]) -> f64 {
-        let s: f64 = self.lifts(path).iter().map(|l| l.ln()).sum();
+    pub fn score(&self, path: &[CatIdx]) -> f64 {
+        let s: f64 = self.cells(path).map(|cell| cell.map_or(0.0, |i| self.lifts.logs[i])).sum();
         s.clamp(-CONTEXT_SCORE_CLAMP, CONTEXT_SCORE_CLAMP)
+    }
+
+    /// Index into the lift table of `path`'s row for each request key (`None`: lift 1).
+    fn cells(&self, path: &[CatIdx]) -> impl Iterator<Item = Option<usize>> + '_ {
+        let row = path.iter().rev().find(|c| (c.0 as usize) < self.lifts.categories).map(|c| c.0 as usize);
+        let width = self.lifts.columns.len();
+        self.columns.iter().map(move |col| Some(row? * width + (*col)?))
     }
 }
 
@@ -338,7 +340,7 @@ mod tests {
         log.push(("u", "garden", Device::Mobile, 23));
         let (stats, now) = stats_with(&log, &mut catalog);
         let mobile_night = RequestContext { device: Some(Device::Mobile), local_hour: 23, ..Default::default() };
-        let mut m = ContextModel::new(stats.context_lifts(now, &catalog, 5.0), &mobile_night.keys());
+        let m = ContextModel::new(stats.context_lifts(now, &catalog, 5.0), &mobile_night.keys());
         let games = [catalog.category_idx("games").unwrap()];
         let office = [catalog.category_idx("office").unwrap()];
         let garden = [catalog.category_idx("garden").unwrap()];
@@ -355,7 +357,7 @@ mod tests {
     fn an_empty_log_lifts_nothing() {
         let stats = Stats::new(StatsConfig::default());
         let keys = RequestContext { device: Some(Device::Tablet), ..Default::default() }.keys();
-        let mut m = ContextModel::new(stats.context_lifts(Utc::now(), &Catalog::new(), 10.0), &keys);
+        let m = ContextModel::new(stats.context_lifts(Utc::now(), &Catalog::new(), 10.0), &keys);
         assert!(m.lifts(&[CatIdx(0)]).iter().all(|&l| (l - 1.0).abs() < 1e-12));
         assert_eq!(m.score(&[]), 0.0);
     }
@@ -371,7 +373,7 @@ mod tests {
         log.push(("u", "toys/dolls", Device::Mobile, 20));
         let (stats, now) = stats_with(&log, &mut catalog);
         let keys = RequestContext { device: Some(Device::Mobile), local_hour: 20, ..Default::default() }.keys();
-        let mut m = ContextModel::new(stats.context_lifts(now, &catalog, 5.0), &keys);
+        let m = ContextModel::new(stats.context_lifts(now, &catalog, 5.0), &keys);
         let dolls = catalog.category_path(catalog.category_idx("toys/dolls").unwrap());
         let toys = m.lifts(&dolls[..1])[0];
         let d = m.lifts(&dolls)[0];

@@ -3,10 +3,12 @@
 //! `scoring` code.
 //!
 //! Freshness: events committed by this replica are appended to its cached histories at
-//! commit time, so its next answer reflects them. Events committed by other replicas reach a
-//! cached history when the entry expires (`HISTORY_TTL`), and the statistics at the next
-//! refresh (every `REFRESH_EVERY`, `SETTLE` after their commit): that bounds cross-replica
-//! staleness to about 30 s for a user's own history and 3 s for the statistics.
+//! commit time, so its next answer reflects them. Events committed by other replicas reach
+//! the statistics and the cached histories at the next refresh (every `REFRESH_EVERY`,
+//! `SETTLE` after their commit): about 3 s of cross-replica staleness. A cached entry is
+//! re-read from the store after `HISTORY_TTL` (2 min), which bounds the staleness of what
+//! other replicas change in a user's settings and push state (items pushed or suppressed);
+//! this replica's own changes to them drop the entry at once.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -33,8 +35,9 @@ use crate::ingest::CommitSink;
 use crate::stats::{Observation, Stats, StatsConfig};
 use crate::store::{Store, StoreResult};
 
-/// How long a cached history is trusted before it is re-read from the store.
-pub const HISTORY_TTL: Duration = Duration::from_secs(30);
+/// How long a cached user view is trusted before it is re-read from the store (its events
+/// are kept current by the refresher meanwhile).
+pub const HISTORY_TTL: Duration = Duration::from_secs(120);
 /// How often the statistics and catalog are brought up to date from the store.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(1);
 /// Events are consumed this long after their commit (see `Store::events_after`).
@@ -385,6 +388,7 @@ impl Engine {
                     });
                 }
             }
+            self.append_to_cached(page.iter().map(|logged| &logged.event));
             if let Some(last) = page.last() {
                 self.stats_seq.store(last.seq, Ordering::Release);
             }
@@ -423,15 +427,27 @@ impl Engine {
     }
 }
 
-impl CommitSink for Engine {
-    fn committed(&self, events: &[Event]) {
+impl Engine {
+    /// Adds `events` to the cached histories of their users (those cached), in time order,
+    /// skipping any already there: this replica's commits arrive here twice, at commit time
+    /// and again from the log.
+    fn append_to_cached<'e>(&self, events: impl IntoIterator<Item = &'e Event>) {
         let mut cache = self.users.lock().expect("user cache lock");
         for e in events {
             if let Some(c) = cache.get_mut(&e.user_id) {
                 let v = Arc::make_mut(&mut c.view.events);
-                let pos = v.partition_point(|x| x.ts <= e.ts);
-                v.insert(pos, e.clone());
+                let from = v.partition_point(|x| x.ts < e.ts);
+                let to = v.partition_point(|x| x.ts <= e.ts);
+                if !v[from..to].iter().any(|x| x.event_id == e.event_id) {
+                    v.insert(to, e.clone());
+                }
             }
         }
+    }
+}
+
+impl CommitSink for Engine {
+    fn committed(&self, events: &[Event]) {
+        self.append_to_cached(events);
     }
 }

@@ -305,7 +305,7 @@ pub fn rank(
     }
     let max_cooc = parts.values().map(|p| p.cooc).fold(0.0, f64::max).max(f64::MIN_POSITIVE);
     let max_trend = parts.values().map(|p| p.trend).fold(0.0, f64::max).max(f64::MIN_POSITIVE);
-    let mut model = ContextModel::new(stats.context_lifts(now, catalog, cfg.context_prior), &keys);
+    let model = ContextModel::new(stats.context_lifts(now, catalog, cfg.context_prior), &keys);
     let mut scored: Vec<(ItemIdx, f64, Parts, f64)> = parts
         .into_iter()
         .map(|(item, p)| {
@@ -340,7 +340,7 @@ pub fn rank(
             item_id: catalog.id(item).to_string(),
             category: leaf.map(|c| catalog.category_name(c).to_string()),
             score,
-            reasons: reasons(item, p, ctx, profile, catalog, &mut model, &keys, cooc_from.get(&item), cfg),
+            reasons: reasons(item, p, ctx, profile, catalog, &model, &keys, cooc_from.get(&item), cfg),
         });
     }
     Ranking { items, cold_start }
@@ -370,7 +370,7 @@ fn reasons(
     ctx: f64,
     profile: &InterestVector,
     catalog: &Catalog,
-    model: &mut ContextModel,
+    model: &ContextModel,
     keys: &[crate::context::ContextKey],
     cooc_from: Option<&Vec<ItemIdx>>,
     cfg: &ScoringConfig,
@@ -392,7 +392,7 @@ fn reasons(
     let context_lifts = if path.is_empty() {
         Vec::new()
     } else {
-        keys.iter().zip(model.lifts(path)).map(|(k, l)| WeightedLabel { label: k.label(), weight: *l }).collect()
+        keys.iter().zip(model.lifts(path)).map(|(k, l)| WeightedLabel { label: k.label(), weight: l }).collect()
     };
     Reasons {
         time: cfg.lambda_time * p.time,

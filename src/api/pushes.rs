@@ -174,6 +174,8 @@ pub async fn post_feedback(
         };
         match state.store.record_feedback(&write, now).await? {
             FeedbackOutcome::Applied => {
+                // The cached view holds the items pushed to or suppressed for the user.
+                state.engine.forget_user(&push.user_id);
                 metrics::counter!("kairos_feedback_total", "kind" => kind.as_str()).increment(1);
                 return Ok(Json(FeedbackReply {
                     applied: true,

@@ -113,6 +113,8 @@ pub async fn put_user(
     let body = json_body(&headers, body)?;
     let user = parse_user(&id, &body, state.clock.now())?;
     state.store.upsert_user(&user).await?;
+    // The cached view holds the user's time zone.
+    state.engine.forget_user(&id);
     Ok(Json(user.into()))
 }
 

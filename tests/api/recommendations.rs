@@ -151,3 +151,29 @@ on_both_stores!(
     an_accepted_event_shows_in_the_next_answer_and_excluded_items_never_do,
     bad_recommendation_parameters_are_refused_with_their_name,
 );
+
+/// Another replica (its own pool and engine over the same PostgreSQL) that has a user's
+/// history cached sees the events this replica accepts at its next log refresh, once each,
+/// without waiting for the cache entry to expire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_replicas_cached_history_takes_new_events_at_its_next_refresh() {
+    use std::sync::Arc;
+    let app = TestApp::spawn(Backend::Postgres).await;
+    catalog(&app, "books/scifi", "book", 3).await;
+    app.post_events(&json!({"user_id": "r", "item_id": "book0", "kind": "view"})).await;
+    let url = app.state.settings.database.url.clone().unwrap();
+    let store: Arc<dyn kairos::store::Store> =
+        Arc::new(kairos::store::PgStore::connect(url.expose(), &app.state.settings.database).await.unwrap());
+    let tuning = Arc::new(kairos::config::LiveTuning::new((*app.state.tuning.get()).clone()));
+    let second = kairos::recommend::Engine::new(store, tuning);
+    second.refresh(TimeDelta::zero()).await.unwrap();
+    assert_eq!(second.user_view("r", Utc::now()).await.unwrap().events.len(), 1, "cached with one event");
+    app.post_events(&json!({"user_id": "r", "item_id": "book1", "kind": "cart"})).await;
+    assert_eq!(second.user_view("r", Utc::now()).await.unwrap().events.len(), 1, "still the cached view");
+    second.refresh(TimeDelta::zero()).await.unwrap();
+    second.refresh(TimeDelta::zero()).await.unwrap();
+    let view = second.user_view("r", Utc::now()).await.unwrap();
+    let items: Vec<&str> = view.events.iter().filter_map(|e| e.item_id.as_deref()).collect();
+    assert_eq!(items, ["book0", "book1"], "the new event, once, in time order");
+    app.stop().await;
+}
