@@ -11,8 +11,9 @@
 //! What "recommend" measures is one whole request as the service runs it: the user's
 //! interest vector from their last 200 events (`InterestVector::build`), then `scoring::rank`
 //! (candidates, scoring, filters, diversity, reasons) for a top 10. `warm` keeps the default
-//! trending cache (`stats.cache_ttl_secs`: lists are reused for 30 s, the steady state of a
-//! busy service); `cold` disables it, so every request rescans its trending segments.
+//! statistics cache (`stats.cache_ttl_secs`: segment scores and context lifts are reused for
+//! 30 s, the steady state of a busy service); `cold` disables it, so every request rescans its
+//! segments and recomputes the context lifts.
 
 use std::collections::{HashMap, HashSet};
 use std::hint::black_box;

@@ -129,21 +129,22 @@ async fn bench_scheduler(settings: Settings) -> anyhow::Result<()> {
     let t = std::time::Instant::now();
     let events = engine.refresh(chrono::TimeDelta::zero()).await?;
     println!("statistics and catalog loaded: {events} events in {:.1} s", t.elapsed().as_secs_f64());
-    let scheduler = kairos::scheduler::Scheduler::new(store, engine, tuning, kairos::clock::Clock::default());
+    let scheduler = Arc::new(kairos::scheduler::Scheduler::new(store, engine, tuning, kairos::clock::Clock::default()));
     let now = chrono::Utc::now();
     let started = std::time::Instant::now();
-    let worker = async || -> anyhow::Result<(usize, u64, u32)> {
-        let (mut users, mut pushes, mut ticks) = (0usize, 0u64, 0u32);
-        while let kairos::scheduler::Outcome::Worked { claimed, pushes: p, .. } = scheduler.try_run_once(now).await? {
-            users += claimed;
-            pushes += p;
-            ticks += 1;
-        }
-        Ok((users, pushes, ticks))
-    };
     let workers = settings.tuning.scheduler.workers;
-    let done = futures::future::try_join_all((0..workers).map(|_| worker())).await?;
-    let (users, pushes, ticks) = done.iter().fold((0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2));
+    let (mut users, mut pushes, mut ticks) = (0usize, 0u64, 0u32);
+    loop {
+        let mut worked = false;
+        for outcome in scheduler.clone().run_ticks(workers as usize, now).await {
+            if let kairos::scheduler::Outcome::Worked { claimed, pushes: p, .. } = outcome? {
+                (users, pushes, ticks, worked) = (users + claimed, pushes + p, ticks + 1, true);
+            }
+        }
+        if !worked {
+            break;
+        }
+    }
     let secs = started.elapsed().as_secs_f64();
     println!(
         "planned {users} due users in {ticks} ticks, {secs:.1} s: {:.0} users/s; {pushes} pushes written (batch_size {}, {workers} workers)",

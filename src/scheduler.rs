@@ -55,9 +55,8 @@ impl Scheduler {
             let tuning = self.tuning.get();
             let pause = Duration::from_secs_f64(tuning.scheduler.interval_secs);
             let workers = if tuning.scheduler.enabled { tuning.scheduler.workers as usize } else { 0 };
-            let outcomes = futures::future::join_all((0..workers).map(|_| self.try_run_once(self.clock.now()))).await;
             let mut busy = false;
-            for outcome in outcomes {
+            for outcome in self.clone().run_ticks(workers, self.clock.now()).await {
                 match outcome {
                     Ok(Outcome::Worked { .. }) => busy = true,
                     Ok(Outcome::Idle { .. }) => {}
@@ -72,6 +71,26 @@ impl Scheduler {
                 () = stop.cancelled() => return,
             }
         }
+    }
+
+    /// `n` ticks at `now` at once, each its own task: one tick's ranking (which holds its
+    /// thread) then never delays another's database round trips.
+    pub async fn run_ticks(self: Arc<Self>, n: usize, now: DateTime<Utc>) -> Vec<Result<Outcome, StoreError>> {
+        let ticks: Vec<_> = (0..n)
+            .map(|_| {
+                let this = self.clone();
+                tokio::spawn(async move { this.try_run_once(now).await })
+            })
+            .collect();
+        let mut outcomes = Vec::with_capacity(n);
+        for t in ticks {
+            match t.await {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => {} // cancelled: the runtime is shutting down
+            }
+        }
+        outcomes
     }
 
     /// One tick at `now`.
