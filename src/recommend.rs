@@ -135,6 +135,8 @@ pub struct Engine {
     /// The catalog cache holds every item up to this (change time, item id).
     catalog_cursor: Mutex<(DateTime<Utc>, String)>,
     refreshed: Mutex<Option<Instant>>,
+    /// `Tuning::kind_weights` of the tuning last used.
+    kind_weights: Mutex<Option<(Arc<Tuning>, Arc<HashMap<String, f64>>)>>,
 }
 
 /// The best item to push to a user, with the reasons scoring gave for it.
@@ -166,6 +168,7 @@ impl Engine {
             stats_seq: AtomicI64::new(0),
             catalog_cursor: Mutex::new((DateTime::<Utc>::UNIX_EPOCH, String::new())),
             refreshed: Mutex::new(None),
+            kind_weights: Mutex::new(None),
         }
     }
 
@@ -246,10 +249,24 @@ impl Engine {
         Ok(out)
     }
 
-    fn profile(&self, events: &[Event], catalog: &Catalog, tuning: &Tuning, at: DateTime<Utc>) -> InterestVector {
-        let weights = tuning.kind_weights();
+    fn profile(&self, events: &[Event], catalog: &Catalog, tuning: &Arc<Tuning>, at: DateTime<Utc>) -> InterestVector {
+        let weights = self.kind_weights(tuning);
         let params = ProfileParams { decay: &tuning.decay, kind_weights: &weights, horizon_secs: tuning.scoring.horizon_hours * 3600.0 };
         InterestVector::build(events, catalog, &params, at)
+    }
+
+    /// The event kinds' weights of `tuning`, built once per tuning rather than per request.
+    fn kind_weights(&self, tuning: &Arc<Tuning>) -> Arc<HashMap<String, f64>> {
+        let mut cached = self.kind_weights.lock().expect("kind weights lock");
+        match cached.as_ref() {
+            // The cache holds the tuning itself, so its address cannot be reused meanwhile.
+            Some((t, w)) if Arc::ptr_eq(t, tuning) => w.clone(),
+            _ => {
+                let w = Arc::new(tuning.kind_weights());
+                *cached = Some((tuning.clone(), w.clone()));
+                w
+            }
+        }
     }
 
     /// Ranks items for a user in the request's context.

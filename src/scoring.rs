@@ -220,7 +220,8 @@ pub fn rank(
 
     // 1. Candidates from bounded pools.
     let mut parts: FxMap<ItemIdx, Parts> = FxMap::default();
-    let mut cooc_from: FxMap<ItemIdx, Vec<ItemIdx>> = FxMap::default();
+    // (candidate, recent item it co-occurred with), for the reasons of the items returned.
+    let mut cooc_from: Vec<(ItemIdx, ItemIdx)> = Vec::new();
     if !cold_start {
         for &(item, _, _) in profile.recent_items().iter().rev() {
             parts.entry(item).or_default();
@@ -251,7 +252,7 @@ pub fn rank(
             let recency = cfg.trending_decay.weight(age_secs(now, ts)) * w.max(0.0);
             for (item, c) in view.neighbours(src, cfg.cooccurrence_candidates) {
                 parts.entry(item).or_default().cooc += recency * c;
-                cooc_from.entry(item).or_default().push(src);
+                cooc_from.push((item, src));
             }
         }
     }
@@ -340,7 +341,7 @@ pub fn rank(
             item_id: catalog.id(item).to_string(),
             category: leaf.map(|c| catalog.category_name(c).to_string()),
             score,
-            reasons: reasons(item, p, ctx, profile, catalog, &model, &keys, cooc_from.get(&item), cfg),
+            reasons: reasons(item, p, ctx, profile, catalog, &model, &keys, &cooc_from, cfg),
         });
     }
     Ranking { items, cold_start }
@@ -372,7 +373,7 @@ fn reasons(
     catalog: &Catalog,
     model: &ContextModel,
     keys: &[crate::context::ContextKey],
-    cooc_from: Option<&Vec<ItemIdx>>,
+    cooc_from: &[(ItemIdx, ItemIdx)],
     cfg: &ScoringConfig,
 ) -> Reasons {
     let mut features: Vec<Feature> = vec![Feature::Item(item)];
@@ -401,7 +402,7 @@ fn reasons(
         context: cfg.lambda_context * ctx,
         features: weighted,
         events,
-        cooccurs_with: cooc_from.map(|v| v.iter().take(3).map(|i| catalog.id(*i).to_string()).collect()).unwrap_or_default(),
+        cooccurs_with: cooc_from.iter().filter(|(c, _)| *c == item).take(3).map(|(_, src)| catalog.id(*src).to_string()).collect(),
         context_lifts,
     }
 }
