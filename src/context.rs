@@ -363,6 +363,24 @@ mod tests {
     }
 
     #[test]
+    fn a_category_newer_than_the_lifts_and_an_unseen_key_are_handled_without_recomputing() {
+        let mut catalog = Catalog::new();
+        let log: Vec<_> = (0..100).flat_map(|_| [("u", "toys/cars", Device::Mobile, 20), ("u", "tools/saws", Device::Desktop, 20)]).collect();
+        let (stats, now) = stats_with(&log, &mut catalog);
+        let lifts = stats.context_lifts(now, &catalog, 5.0);
+        // Added to the catalogue after the lifts were computed: it takes its parent's lift.
+        let new = catalog.upsert(item("late", "toys/dolls", None));
+        let dolls = catalog.categories(new).to_vec();
+        let tablet = ContextKey::Device(Device::Tablet);
+        let m = ContextModel::new(lifts, &[ContextKey::Device(Device::Mobile), tablet]);
+        let toys = m.lifts(&dolls[..1]);
+        assert!(toys[0] > 1.5, "toys on mobile {toys:?}");
+        assert_eq!(m.lifts(&dolls), toys, "the new subcategory has its parent's lifts");
+        assert_eq!(toys[1], 1.0, "a key never seen lifts nothing");
+        assert!((m.score(&dolls) - toys[0].ln()).abs() < 1e-12);
+    }
+
+    #[test]
     fn a_rare_subcategory_inherits_its_parents_lift() {
         let mut catalog = Catalog::new();
         let mut log = Vec::new();

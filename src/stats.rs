@@ -889,6 +889,51 @@ mod tests {
     }
 
     #[test]
+    fn popularity_lookups_share_the_cached_segment_scores_and_are_exact_without_a_cache() {
+        let decay = Decay::Exponential { half_life_hours: 24.0 };
+        for ttl in [60.0, 0.0] {
+            let mut s = Stats::new(StatsConfig { cache_ttl_secs: ttl, ..Default::default() });
+            s.observe(&obs("u", 1, &[], t0(), NO_CTX));
+            s.observe(&obs("v", 1, &[], t0() + Duration::minutes(1), NO_CTX));
+            let now = t0() + Duration::minutes(10);
+            let view = s.view(now, &decay);
+            let pop = view.popularity_in(Segment::Global);
+            assert!((pop.of(ItemIdx(1)) - view.popularity(Segment::Global, ItemIdx(1))).abs() < 1e-12);
+            assert_eq!(pop.of(ItemIdx(9)), 0.0, "an item never observed");
+            drop(pop);
+            drop(view);
+            s.observe(&obs("w", 2, &[], t0() + Duration::minutes(10), NO_CTX));
+            let later = s.view(now + Duration::seconds(30), &decay);
+            let seen = later.popularity_in(Segment::Global).of(ItemIdx(2));
+            if ttl > 0.0 {
+                assert_eq!(seen, 0.0, "within the TTL the scores computed at `now` are reused");
+            } else {
+                assert!(seen > 0.0, "without a cache every lookup is current");
+            }
+        }
+    }
+
+    #[test]
+    fn context_lifts_are_reused_only_forward_within_the_ttl_and_for_the_same_prior() {
+        use crate::catalog::Catalog;
+        use crate::domain::Device;
+        let mut catalog = Catalog::new();
+        let idx = catalog.upsert(crate::domain::Item::new("a", vec!["toys".into()]));
+        let toys = catalog.categories(idx).to_vec();
+        let mobile = [ContextKey::Device(Device::Mobile)];
+        let mut s = Stats::new(StatsConfig { cache_ttl_secs: 60.0, ..Default::default() });
+        s.observe(&obs("u", idx.0, &toys, t0(), &mobile));
+        let now = t0() + Duration::minutes(10);
+        let first = s.context_lifts(now, &catalog, 5.0);
+        assert!(Arc::ptr_eq(&first, &s.context_lifts(now + Duration::seconds(30), &catalog, 5.0)), "reused");
+        assert!(!Arc::ptr_eq(&first, &s.context_lifts(now + Duration::seconds(90), &catalog, 5.0)), "expired");
+        let again = s.context_lifts(now + Duration::seconds(90), &catalog, 5.0);
+        assert!(!Arc::ptr_eq(&again, &s.context_lifts(now, &catalog, 5.0)), "not for an earlier now");
+        let current = s.context_lifts(now + Duration::seconds(91), &catalog, 5.0);
+        assert!(!Arc::ptr_eq(&current, &s.context_lifts(now + Duration::seconds(91), &catalog, 9.0)), "another prior");
+    }
+
+    #[test]
     fn top_n_breaks_ties_by_key() {
         let v = vec![(3u32, 1.0), (1, 2.0), (2, 1.0), (0, 0.5)];
         assert_eq!(top_n(v.clone(), 3), vec![(1, 2.0), (2, 1.0), (3, 1.0)]);
