@@ -136,8 +136,11 @@ pub struct Engine {
     catalog_cursor: Mutex<(DateTime<Utc>, String)>,
     refreshed: Mutex<Option<Instant>>,
     /// `Tuning::kind_weights` of the tuning last used.
-    kind_weights: Mutex<Option<(Arc<Tuning>, Arc<HashMap<String, f64>>)>>,
+    kind_weights: Mutex<Option<(Arc<Tuning>, KindWeights)>>,
 }
+
+/// Weight of each event kind by name.
+type KindWeights = Arc<HashMap<String, f64>>;
 
 /// The best item to push to a user, with the reasons scoring gave for it.
 #[derive(Debug, Clone)]
@@ -256,7 +259,7 @@ impl Engine {
     }
 
     /// The event kinds' weights of `tuning`, built once per tuning rather than per request.
-    fn kind_weights(&self, tuning: &Arc<Tuning>) -> Arc<HashMap<String, f64>> {
+    fn kind_weights(&self, tuning: &Arc<Tuning>) -> KindWeights {
         let mut cached = self.kind_weights.lock().expect("kind weights lock");
         match cached.as_ref() {
             // The cache holds the tuning itself, so its address cannot be reused meanwhile.
