@@ -194,7 +194,7 @@ impl Scheduler {
             });
         }
         let decided_at = started.elapsed();
-        let commit = self.store.commit_plans(token, &plans, now).await?;
+        let commit = self.store.commit_plans(token, &ids, &plans, now).await?;
         metrics::counter!("kairos_pushes_total", "outcome" => "planned").increment(commit.pushes);
         metrics::histogram!("kairos_scheduler_tick_seconds").record(started.elapsed().as_secs_f64());
         let ms = |d: Duration| d.as_secs_f64() * 1e3;

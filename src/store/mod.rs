@@ -229,8 +229,9 @@ pub trait Store: Send + Sync + 'static {
     async fn claim_due_users(&self, now: DateTime<Utc>, limit: i64, token: Uuid, lease_until: DateTime<Utc>) -> StoreResult<Vec<PushStateRow>>;
 
     /// Writes the plans of one tick in one transaction: pushes into the outbox, states,
-    /// decisions; releases the claims. A plan whose row changed since the claim is dropped.
-    async fn commit_plans(&self, token: Uuid, plans: &[UserPlan], now: DateTime<Utc>) -> StoreResult<PlanCommit>;
+    /// decisions; releases the claims (`claimed`: every user the tick claimed, with or
+    /// without a plan). A plan whose row changed since the claim is dropped.
+    async fn commit_plans(&self, token: Uuid, claimed: &[String], plans: &[UserPlan], now: DateTime<Utc>) -> StoreResult<PlanCommit>;
 
     /// The user's latest `limit` logged decisions (as written by `commit_plans`), newest first.
     async fn recent_decisions(&self, user_id: &str, limit: i64) -> StoreResult<Vec<serde_json::Value>>;

@@ -392,7 +392,7 @@ impl Store for PgStore {
         rows.iter().map(push_state_from_row).collect()
     }
 
-    async fn commit_plans(&self, token: Uuid, plans: &[UserPlan], now: DateTime<Utc>) -> StoreResult<PlanCommit> {
+    async fn commit_plans(&self, token: Uuid, claimed: &[String], plans: &[UserPlan], now: DateTime<Utc>) -> StoreResult<PlanCommit> {
         // Three set-based statements for the whole batch, in one transaction: states (only
         // where the claim still holds and the version is unchanged), then the pushes and
         // decisions of the users whose state was written.
@@ -455,8 +455,11 @@ impl Store for PgStore {
             .await?;
         }
         // Claims of users whose plan was dropped are released too.
-        sqlx::query("update push_state set claimed_until = null, claim_token = null where claim_token = $1")
+        // By primary key: claim_token is not indexed, so that a claim (which sets only the
+        // claim columns) is a HOT update that touches no index.
+        sqlx::query("update push_state set claimed_until = null, claim_token = null where user_id = any($2) and claim_token = $1")
             .bind(token)
+            .bind(claimed)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;

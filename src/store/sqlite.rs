@@ -415,7 +415,7 @@ impl Store for SqliteStore {
         rows.iter().map(push_state_from_row).collect()
     }
 
-    async fn commit_plans(&self, token: Uuid, plans: &[UserPlan], now: DateTime<Utc>) -> StoreResult<PlanCommit> {
+    async fn commit_plans(&self, token: Uuid, claimed: &[String], plans: &[UserPlan], now: DateTime<Utc>) -> StoreResult<PlanCommit> {
         let mut tx = self.pool.begin().await?;
         let mut report = PlanCommit::default();
         let token = token.to_string();
@@ -460,10 +460,13 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        sqlx::query("update push_state set claimed_until = null, claim_token = null where claim_token = ?1")
-            .bind(&token)
-            .execute(&mut *tx)
-            .await?;
+        for user_id in claimed {
+            sqlx::query("update push_state set claimed_until = null, claim_token = null where user_id = ?1 and claim_token = ?2")
+                .bind(user_id)
+                .bind(&token)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(report)
     }
