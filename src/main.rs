@@ -119,8 +119,8 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// Plans every due user with `tuning.scheduler.workers` concurrent tick loops (as many
-/// replicas would), and prints the rate.
+/// Plans every due user in rounds of `tuning.scheduler.workers` concurrent ticks (as the
+/// service's scheduler runs them), and prints the rate.
 async fn bench_scheduler(settings: Settings) -> anyhow::Result<()> {
     use std::sync::Arc;
     let store = kairos::store::connect(&settings.database).await?;

@@ -445,9 +445,7 @@ impl Engine {
         metrics::gauge!("kairos_stats_age_seconds").set(age);
         metrics::gauge!("kairos_stats_observed_events").set(self.stats.read().expect("stats lock").observed() as f64);
     }
-}
 
-impl Engine {
     /// Adds `events` to the cached histories of their users (those cached), in time order,
     /// skipping any already there: this replica's commits arrive here twice, at commit time
     /// and again from the log.

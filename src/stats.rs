@@ -724,11 +724,6 @@ impl ContextView<'_> {
         self.stats.ctx_total.sum(&self.table)
     }
 
-    /// Events with context key `key`.
-    pub fn key_total(&self, key: ContextKey) -> f64 {
-        self.stats.ctx_key.get(&key).map_or(0.0, |s| s.sum(&self.table))
-    }
-
     /// Events in category `cat` (or a subcategory).
     pub fn category_total(&self, cat: CatIdx) -> f64 {
         self.stats.ctx_cat.get(&cat).map_or(0.0, |s| s.sum(&self.table))
