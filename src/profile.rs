@@ -1,8 +1,3 @@
-//! NOTE FROM THE LEAD (for the recommendation-core helper): this module and `scoring` are
-//! already written and in use by `recommend`, `scheduler`, `eval` and the integration tests.
-//! Do not replace them; extend them compatibly (keep every public signature). Your earlier
-//! Touch-based profile is saved at /tmp/profile_helperA.rs. Focus on benches/recommend.rs.
-//!
 //! Interest vectors: what a user cares about at time `T`, from their decayed events.
 //!
 //! `I_u(T) = Σ_e w_kind(e) · d(T − ts_e) · x(item_e)` over the user's events inside the

@@ -1,8 +1,3 @@
-//! NOTE FROM THE LEAD (for the recommendation-core helper): this module and `scoring` are
-//! already written and in use by `recommend`, `scheduler`, `eval` and the integration tests.
-//! Do not replace them; extend them compatibly (keep every public signature). Your earlier
-//! Touch-based profile is saved at /tmp/profile_helperA.rs. Focus on benches/recommend.rs.
-//!
 //! Ranking: candidates → score → filters → diversity → top-K, every item with its reasons.
 //!
 //! Candidates come from bounded pools, never a catalogue scan: the user's own recent items,
