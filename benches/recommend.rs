@@ -27,7 +27,7 @@ use kairos::catalog::Catalog;
 use kairos::context::{RequestContext, event_keys};
 use kairos::decay::Decay;
 use kairos::domain::{Device, Event, EventContext, EventProps, Item};
-use kairos::profile::{InterestVector, ProfileParams};
+use kairos::profile::{InterestVector, KindWeights, ProfileParams};
 use kairos::scoring::{Request, ScoringConfig, rank};
 use kairos::stats::{Observation, Stats, StatsConfig};
 
@@ -38,8 +38,8 @@ fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2024, 6, 1, 20, 0, 0).unwrap()
 }
 
-fn kind_weights() -> HashMap<String, f64> {
-    let mut w: HashMap<String, f64> = KINDS.iter().map(|&(k, v)| (k.to_owned(), v)).collect();
+fn kind_weights() -> KindWeights {
+    let mut w: KindWeights = KINDS.iter().map(|&(k, v)| (k.to_owned(), v)).collect();
     w.insert("dismiss".into(), -1.0);
     w
 }

@@ -14,7 +14,6 @@
 //! offline evaluation builds one as it replays the log.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use crate::domain::Item;
@@ -31,63 +30,15 @@ pub struct CatIdx(pub u32);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BrandIdx(pub u32);
 
-/// A small, fast, non-cryptographic hasher (the Fx hash of rustc) for maps keyed by the
-/// internal indices above. Never used for keys that come straight from clients.
-#[derive(Default, Clone, Copy)]
-pub struct FxHasher {
-    hash: u64,
-}
-
-const FX_SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-
-impl FxHasher {
-    #[inline]
-    fn add(&mut self, word: u64) {
-        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(FX_SEED);
-    }
-}
-
-impl Hasher for FxHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            self.add(u64::from_le_bytes(c.try_into().unwrap_or([0; 8])));
-        }
-        for &b in chunks.remainder() {
-            self.add(u64::from(b));
-        }
-    }
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-    #[inline]
-    fn write_u16(&mut self, i: u16) {
-        self.add(u64::from(i));
-    }
-    #[inline]
-    fn write_u32(&mut self, i: u32) {
-        self.add(u64::from(i));
-    }
-    #[inline]
-    fn write_u64(&mut self, i: u64) {
-        self.add(i);
-    }
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.hash
-    }
-}
-
-/// A `HashMap` with [`FxHasher`], for internal index keys.
-pub type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
-/// A `HashSet` with [`FxHasher`], for internal index keys.
-pub type FxSet<K> = std::collections::HashSet<K, BuildHasherDefault<FxHasher>>;
+/// A `HashMap` keyed by the internal indices above: foldhash with a fixed seed (fast on
+/// small integers, and the same iteration order on every run). Never for keys that come
+/// from outside.
+pub type IdxMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
+/// A `HashSet` of internal indices, see [`IdxMap`].
+pub type IdxSet<K> = std::collections::HashSet<K, foldhash::fast::FixedState>;
+/// A `HashMap` keyed by strings from outside (item ids, category paths, brands, event
+/// kinds): foldhash seeded per process, so crafted keys cannot force collisions.
+pub type StrMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// One interned item: its id, and (once the catalogue has sent it) its data.
 #[derive(Debug, Clone)]
@@ -103,7 +54,7 @@ struct Entry {
 #[derive(Debug, Clone, Default)]
 struct Categories {
     names: Vec<Arc<str>>,
-    by_name: HashMap<Arc<str>, CatIdx>,
+    by_name: StrMap<Arc<str>, CatIdx>,
     parent: Vec<Option<CatIdx>>,
     depth: Vec<u16>,
     /// Items whose category path has this category as a prefix.
@@ -114,7 +65,7 @@ struct Categories {
 #[derive(Debug, Clone, Default)]
 struct Brands {
     names: Vec<Arc<str>>,
-    by_name: HashMap<Arc<str>, BrandIdx>,
+    by_name: StrMap<Arc<str>, BrandIdx>,
     items: Vec<Vec<ItemIdx>>,
 }
 
@@ -124,7 +75,7 @@ struct Brands {
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     entries: Vec<Entry>,
-    by_id: HashMap<Arc<str>, ItemIdx>,
+    by_id: StrMap<Arc<str>, ItemIdx>,
     cats: Categories,
     brands: Brands,
     /// Number of entries that have data (not placeholders).
@@ -480,7 +431,7 @@ pub(crate) mod tests {
 
     #[test]
     fn fx_maps_behave_like_maps() {
-        let mut m: FxMap<ItemIdx, u32> = FxMap::default();
+        let mut m: IdxMap<ItemIdx, u32> = IdxMap::default();
         for i in 0..1000 {
             *m.entry(ItemIdx(i % 100)).or_default() += 1;
         }

@@ -184,7 +184,7 @@ pub struct Tuning {
 }
 
 impl Tuning {
-    pub fn kind_weights(&self) -> std::collections::HashMap<String, f64> {
+    pub fn kind_weights(&self) -> crate::profile::KindWeights {
         self.kinds.iter().map(|(k, v)| (k.clone(), v.weight)).collect()
     }
 }

@@ -27,7 +27,7 @@ use utoipa::ToSchema;
 
 use std::sync::Arc;
 
-use crate::catalog::{CatIdx, Catalog, FxMap};
+use crate::catalog::{CatIdx, Catalog, IdxMap};
 use crate::domain::{Device, EventContext};
 use crate::stats::ContextView;
 
@@ -184,7 +184,7 @@ pub fn event_keys<Tz: TimeZone>(ts: DateTime<Utc>, tz: &Tz, ctx: &EventContext) 
 pub struct ContextLifts {
     prior: f64,
     /// Column of each observed key.
-    columns: FxMap<ContextKey, usize>,
+    columns: IdxMap<ContextKey, usize>,
     /// `lifts[c · columns.len() + k]`: lift of category `c` in the key of column `k`.
     lifts: Vec<f64>,
     /// `ln` of each lift (the context score sums them).

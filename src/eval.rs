@@ -39,7 +39,7 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, FixedOffset, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::catalog::{CatIdx, Catalog, FxMap, FxSet, ItemIdx};
+use crate::catalog::{CatIdx, Catalog, IdxMap, IdxSet, ItemIdx};
 use crate::config::{Settings, Tuning};
 use crate::context::{RequestContext, event_keys};
 use crate::decay::Decay;
@@ -362,7 +362,7 @@ struct Acc {
     /// Per target: 1-based rank of the target's category in the top 20 categories, 0 if absent.
     cat_rank: Vec<u8>,
     /// Items shown in some top 10.
-    covered: FxSet<ItemIdx>,
+    covered: IdxSet<ItemIdx>,
     /// Σ over lists of (distinct leaf categories / length), and the number of lists.
     diversity_sum: f64,
     lists: usize,
@@ -462,7 +462,7 @@ fn utc(ts: i64) -> DateTime<Utc> {
 /// The replay state of one thread, for its share of the variants.
 struct Replayer<'a> {
     tuning: &'a Tuning,
-    kind_weights: HashMap<String, f64>,
+    kind_weights: crate::profile::KindWeights,
     variants: Vec<&'a Variant>,
     catalog: Catalog,
     stats: Stats,
@@ -570,7 +570,7 @@ impl<'a> Replayer<'a> {
             let top = &items[..items.len().min(LIST_K)];
             if !top.is_empty() {
                 acc.covered.extend(top.iter().copied());
-                let distinct: FxSet<Option<CatIdx>> = top.iter().map(|&i| self.catalog.leaf_category(i)).collect();
+                let distinct: IdxSet<Option<CatIdx>> = top.iter().map(|&i| self.catalog.leaf_category(i)).collect();
                 acc.diversity_sum += distinct.len() as f64 / top.len() as f64;
                 acc.lists += 1;
             }
@@ -599,7 +599,7 @@ impl<'a> Replayer<'a> {
             }
             Method::Reference { decay } => {
                 // (item) → (decayed weight, first touch)
-                let mut mine: FxMap<ItemIdx, (f64, i64)> = FxMap::default();
+                let mut mine: IdxMap<ItemIdx, (f64, i64)> = IdxMap::default();
                 for &(item, w, ts) in &self.own[user] {
                     let slot = mine.entry(item).or_insert((0.0, ts));
                     slot.0 += w * decay.weight((now.timestamp() - ts) as f64);
@@ -609,7 +609,7 @@ impl<'a> Replayer<'a> {
                 // items in the order of their first touch: what reproduces the yardstick's
                 // no-decay figure; see the report).
                 mine.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.2.cmp(&b.2)).then(a.0.cmp(&b.0)));
-                let own: FxSet<ItemIdx> = mine.iter().map(|x| x.0).collect();
+                let own: IdxSet<ItemIdx> = mine.iter().map(|x| x.0).collect();
                 let popular = self.popularity[v].as_ref().expect("reference state").iter().filter(|i| !own.contains(i));
                 mine.iter().map(|x| x.0).chain(popular).take(RANKED_ITEMS).collect()
             }

@@ -8,14 +8,13 @@
 //! Pure: the caller passes the events, the catalog, the kind weights, the decay and `now`.
 //! Events after `now` are ignored, so replaying a log never looks ahead.
 
-use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use ndarray::Array1;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::catalog::{BrandIdx, CatIdx, Catalog, FxMap, ItemIdx};
+use crate::catalog::{BrandIdx, CatIdx, Catalog, IdxMap, ItemIdx, StrMap};
 use crate::decay::{Decay, age_secs};
 use crate::domain::Event;
 
@@ -37,12 +36,15 @@ pub struct Evidence {
     pub contribution: f64,
 }
 
+/// The weight of each event kind, by name.
+pub type KindWeights = StrMap<String, f64>;
+
 /// How a profile is computed.
 #[derive(Clone, Copy, Debug)]
 pub struct ProfileParams<'a> {
     pub decay: &'a Decay,
     /// Weight per event kind; kinds not listed count 0.
-    pub kind_weights: &'a HashMap<String, f64>,
+    pub kind_weights: &'a KindWeights,
     /// Events older than this are left out, seconds.
     pub horizon_secs: f64,
 }
@@ -50,13 +52,40 @@ pub struct ProfileParams<'a> {
 /// Most evidence events kept per feature.
 const EVIDENCE_PER_FEATURE: usize = 3;
 
+/// The `EVIDENCE_PER_FEATURE` largest contributions to one feature, largest first (ties:
+/// the earlier event first).
+#[derive(Clone, Copy, Debug, Default)]
+struct TopContributions {
+    len: usize,
+    top: [(f64, usize); EVIDENCE_PER_FEATURE],
+}
+
+impl TopContributions {
+    fn offer(&mut self, c: f64, n: usize) {
+        let at = self.top[..self.len].partition_point(|&(x, _)| x >= c);
+        if at == EVIDENCE_PER_FEATURE {
+            return;
+        }
+        self.len = (self.len + 1).min(EVIDENCE_PER_FEATURE);
+        self.top.copy_within(at..self.len - 1, at + 1);
+        self.top[at] = (c, n);
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (f64, usize)> + '_ {
+        self.top[..self.len].iter().copied()
+    }
+}
+
 /// The interest vector of one user at one time.
 #[derive(Clone, Debug, Default)]
 pub struct InterestVector {
-    index: FxMap<Feature, usize>,
+    index: IdxMap<Feature, usize>,
     features: Vec<Feature>,
     weights: Array1<f64>,
-    evidence: Vec<Vec<Evidence>>,
+    /// Per feature, its largest positive contributions as (contribution, index of the event
+    /// in the slice the vector was built from), largest first; turned into [`Evidence`] only
+    /// for the features shown.
+    evidence: Vec<TopContributions>,
     level: f64,
     /// Items the user touched, with the time of the last touch, most recent last.
     recent: Vec<(ItemIdx, DateTime<Utc>, f64)>,
@@ -65,11 +94,11 @@ pub struct InterestVector {
 impl InterestVector {
     /// Computes the vector from `events` (any order) at `now`.
     pub fn build(events: &[Event], catalog: &Catalog, params: &ProfileParams<'_>, now: DateTime<Utc>) -> Self {
-        let mut index: FxMap<Feature, usize> = FxMap::default();
+        let mut index: IdxMap<Feature, usize> = IdxMap::default();
         let mut features = Vec::new();
         let mut contributions: Vec<(usize, f64, usize)> = Vec::new();
         let mut level = 0.0;
-        let mut recent: FxMap<ItemIdx, (DateTime<Utc>, f64)> = FxMap::default();
+        let mut recent: IdxMap<ItemIdx, (DateTime<Utc>, f64)> = IdxMap::default();
         for (n, e) in events.iter().enumerate() {
             let age = age_secs(now, e.ts);
             if age < 0.0 || age > params.horizon_secs {
@@ -102,28 +131,13 @@ impl InterestVector {
             }
         }
         let mut weights = Array1::<f64>::zeros(features.len());
-        let mut evidence: Vec<Vec<(f64, usize)>> = vec![Vec::new(); features.len()];
+        let mut evidence = vec![TopContributions::default(); features.len()];
         for &(i, c, n) in &contributions {
             weights[i] += c;
             if c > 0.0 {
-                evidence[i].push((c, n));
+                evidence[i].offer(c, n);
             }
         }
-        let evidence = evidence
-            .into_iter()
-            .map(|mut ev| {
-                ev.sort_by(|a, b| b.0.total_cmp(&a.0));
-                ev.truncate(EVIDENCE_PER_FEATURE);
-                ev.into_iter()
-                    .map(|(c, n)| Evidence {
-                        item_id: events[n].item_id.clone().unwrap_or_default(),
-                        kind: events[n].kind.clone(),
-                        ts: events[n].ts,
-                        contribution: c,
-                    })
-                    .collect()
-            })
-            .collect();
         let mut recent: Vec<(ItemIdx, DateTime<Utc>, f64)> = recent.into_iter().map(|(i, (t, w))| (i, t, w)).collect();
         recent.sort_by_key(|&(i, t, _)| (t, i));
         InterestVector { index, features, weights, evidence, level: level.max(0.0), recent }
@@ -134,9 +148,19 @@ impl InterestVector {
         self.index.get(&f).map_or(0.0, |&i| self.weights[i])
     }
 
-    /// The events that contributed most to a feature.
-    pub fn evidence(&self, f: Feature) -> &[Evidence] {
-        self.index.get(&f).map_or(&[], |&i| &self.evidence[i])
+    /// The events that contributed most to a feature, largest first. `events` must be the
+    /// slice the vector was built from.
+    pub fn evidence(&self, f: Feature, events: &[Event]) -> Vec<Evidence> {
+        let Some(&i) = self.index.get(&f) else { return Vec::new() };
+        self.evidence[i]
+            .iter()
+            .map(|(c, n)| Evidence {
+                item_id: events[n].item_id.clone().unwrap_or_default(),
+                kind: events[n].kind.clone(),
+                ts: events[n].ts,
+                contribution: c,
+            })
+            .collect()
     }
 
     /// Features with a positive weight, heaviest first, at most `n`.
@@ -215,7 +239,7 @@ mod tests {
         }
     }
 
-    fn weights() -> HashMap<String, f64> {
+    fn weights() -> KindWeights {
         [("view", 1.0), ("cart", 3.0), ("dismiss", -1.0)].into_iter().map(|(k, v)| (k.to_string(), v)).collect()
     }
 
@@ -226,7 +250,8 @@ mod tests {
         let decay = Decay::Exponential { half_life_hours: 1.0 };
         let w = weights();
         let params = ProfileParams { decay: &decay, kind_weights: &w, horizon_secs: 86_400.0 };
-        let v = InterestVector::build(&[ev("p1", "cart", now - Duration::hours(1))], &catalog, &params, now);
+        let events = [ev("p1", "cart", now - Duration::hours(1))];
+        let v = InterestVector::build(&events, &catalog, &params, now);
         let p1 = catalog.idx("p1").unwrap();
         assert!((v.weight(Feature::Item(p1)) - 1.5).abs() < 1e-9, "3 x 0.5");
         for path in ["electronics", "electronics/phones", "electronics/phones/android"] {
@@ -235,7 +260,30 @@ mod tests {
         }
         assert!((v.weight(Feature::Brand(catalog.brand_idx("acme").unwrap())) - 1.5).abs() < 1e-9);
         assert!((v.level() - 1.5).abs() < 1e-9);
-        assert_eq!(v.evidence(Feature::Item(p1))[0].kind, "cart");
+        assert_eq!(v.evidence(Feature::Item(p1), &events)[0].kind, "cart");
+    }
+
+    #[test]
+    fn evidence_is_the_three_largest_positive_contributions_largest_first() {
+        let catalog = Catalog::from_items([item("p1", "toys", None)]);
+        let now = Utc::now();
+        let decay = Decay::Exponential { half_life_hours: 1.0 };
+        let w = weights();
+        let params = ProfileParams { decay: &decay, kind_weights: &w, horizon_secs: 86_400.0 };
+        let h = Duration::hours;
+        // Contributions: view 0.25, cart 0.75, dismiss -0.5, view 0.5, cart 1.5, view 1.0.
+        let events = [
+            ev("p1", "view", now - h(2)),
+            ev("p1", "cart", now - h(2)),
+            ev("p1", "dismiss", now - h(1)),
+            ev("p1", "view", now - h(1)),
+            ev("p1", "cart", now - h(1)),
+            ev("p1", "view", now),
+        ];
+        let v = InterestVector::build(&events, &catalog, &params, now);
+        let shown: Vec<(String, f64)> =
+            v.evidence(Feature::Item(catalog.idx("p1").unwrap()), &events).into_iter().map(|e| (e.kind, e.contribution)).collect();
+        assert_eq!(shown, vec![("cart".to_string(), 1.5), ("view".to_string(), 1.0), ("cart".to_string(), 0.75)]);
     }
 
     #[test]

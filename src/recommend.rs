@@ -27,7 +27,7 @@ use crate::config::{LiveTuning, Tuning};
 use crate::context::{RequestContext, event_keys};
 use crate::decay::Decay;
 use crate::frequency::PushState;
-use crate::profile::{Evidence, InterestVector, ProfileParams};
+use crate::profile::{Evidence, InterestVector, KindWeights, ProfileParams};
 use crate::scoring::{Request as ScoringRequest, Scored, rank};
 use crate::domain::{Event, Item, User};
 use crate::frequency::ActivityHistogram;
@@ -136,11 +136,10 @@ pub struct Engine {
     catalog_cursor: Mutex<(DateTime<Utc>, String)>,
     refreshed: Mutex<Option<Instant>>,
     /// `Tuning::kind_weights` of the tuning last used.
-    kind_weights: Mutex<Option<(Arc<Tuning>, KindWeights)>>,
+    kind_weights: Mutex<Option<(Arc<Tuning>, Arc<KindWeights>)>>,
 }
 
-/// Weight of each event kind by name.
-type KindWeights = Arc<HashMap<String, f64>>;
+
 
 /// The best item to push to a user, with the reasons scoring gave for it.
 #[derive(Debug, Clone)]
@@ -259,7 +258,7 @@ impl Engine {
     }
 
     /// The event kinds' weights of `tuning`, built once per tuning rather than per request.
-    fn kind_weights(&self, tuning: &Arc<Tuning>) -> KindWeights {
+    fn kind_weights(&self, tuning: &Arc<Tuning>) -> Arc<KindWeights> {
         let mut cached = self.kind_weights.lock().expect("kind weights lock");
         match cached.as_ref() {
             // The cache holds the tuning itself, so its address cannot be reused meanwhile.
@@ -308,7 +307,7 @@ impl Engine {
         let features = profile
             .top(50)
             .into_iter()
-            .map(|(f, w)| InterestFeature { feature: InterestVector::label(&catalog, f), weight: w, evidence: profile.evidence(f).to_vec() })
+            .map(|(f, w)| InterestFeature { feature: InterestVector::label(&catalog, f), weight: w, evidence: profile.evidence(f, &view.events) })
             .collect();
         Ok(InterestsResponse {
             user_id: user_id.to_string(),

@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::catalog::{CatIdx, Catalog, FxMap, FxSet, ItemIdx};
+use crate::catalog::{CatIdx, Catalog, IdxMap, IdxSet, ItemIdx};
 use crate::context::{ContextModel, RequestContext};
 use crate::decay::{Decay, age_secs};
 use crate::domain::Event;
@@ -198,7 +198,7 @@ struct Parts {
 }
 
 /// Ranks items for one user. `history` is the user's events (any order), `profile` their
-/// interest vector at `now` (built with the same events).
+/// interest vector at `now` (built from this same slice: its evidence indexes it).
 pub fn rank(
     req: &Request<'_>,
     profile: &InterestVector,
@@ -214,7 +214,7 @@ pub fn rank(
     let cold_start = profile.is_empty();
 
     // 1. Candidates from bounded pools.
-    let mut parts: FxMap<ItemIdx, Parts> = FxMap::default();
+    let mut parts: IdxMap<ItemIdx, Parts> = IdxMap::default();
     // (candidate, recent item it co-occurred with), for the reasons of the items returned.
     let mut cooc_from: Vec<(ItemIdx, ItemIdx)> = Vec::new();
     if !cold_start {
@@ -268,7 +268,7 @@ pub fn rank(
 
     // 2. Filters: unknown or unavailable items, bought recently, excluded.
     let bought = recently_bought(history, catalog, cfg, now);
-    let excluded: FxSet<ItemIdx> = req.exclude.iter().filter_map(|id| catalog.idx(id)).collect();
+    let excluded: IdxSet<ItemIdx> = req.exclude.iter().filter_map(|id| catalog.idx(id)).collect();
     parts.retain(|item, _| {
         catalog.item(*item).is_some_and(|i| i.available) && !bought.contains(item) && !excluded.contains(item)
     });
@@ -276,7 +276,7 @@ pub fn rank(
     // 3. Score.
     let max_interest = profile.max_weight().max(f64::MIN_POSITIVE);
     let bought_before = if cold_start || cfg.bought_item_factor == 1.0 {
-        FxSet::default()
+        IdxSet::default()
     } else {
         bought_within(history, catalog, cfg, now, cfg.horizon_hours * 3600.0)
     };
@@ -315,10 +315,19 @@ pub fn rank(
             (item, s, norm, ctx)
         })
         .collect();
-    scored.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| catalog.id(a.0).cmp(catalog.id(b.0))));
+    // Best first, ties by item id. Without a per-category cap only the top n can be shown:
+    // select them before sorting.
+    let best_first = |a: &(ItemIdx, f64, Parts, f64), b: &(ItemIdx, f64, Parts, f64)| {
+        b.1.total_cmp(&a.1).then_with(|| catalog.id(a.0).cmp(catalog.id(b.0)))
+    };
+    if cfg.max_per_category == 0 && req.n < scored.len() {
+        scored.select_nth_unstable_by(req.n, best_first);
+        scored.truncate(req.n);
+    }
+    scored.sort_unstable_by(best_first);
 
     // 4. Diversity, then top-K with reasons.
-    let mut per_leaf: FxMap<Option<CatIdx>, usize> = FxMap::default();
+    let mut per_leaf: IdxMap<Option<CatIdx>, usize> = IdxMap::default();
     let mut items = Vec::with_capacity(req.n);
     for (item, score, p, ctx) in scored {
         if items.len() >= req.n {
@@ -336,21 +345,21 @@ pub fn rank(
             item_id: catalog.id(item).to_string(),
             category: leaf.map(|c| catalog.category_name(c).to_string()),
             score,
-            reasons: reasons(item, p, ctx, profile, catalog, &model, &keys, &cooc_from, cfg),
+            reasons: reasons(item, p, ctx, profile, history, catalog, &model, &keys, &cooc_from, cfg),
         });
     }
     Ranking { items, cold_start }
 }
 
-fn recently_bought(history: &[Event], catalog: &Catalog, cfg: &ScoringConfig, now: DateTime<Utc>) -> FxSet<ItemIdx> {
+fn recently_bought(history: &[Event], catalog: &Catalog, cfg: &ScoringConfig, now: DateTime<Utc>) -> IdxSet<ItemIdx> {
     if cfg.purchased_filter_days <= 0.0 {
-        return FxSet::default();
+        return IdxSet::default();
     }
     bought_within(history, catalog, cfg, now, cfg.purchased_filter_days * 86_400.0)
 }
 
 /// Items of `history` with an event of `purchase_kinds` at most `window` seconds before `now`.
-fn bought_within(history: &[Event], catalog: &Catalog, cfg: &ScoringConfig, now: DateTime<Utc>, window: f64) -> FxSet<ItemIdx> {
+fn bought_within(history: &[Event], catalog: &Catalog, cfg: &ScoringConfig, now: DateTime<Utc>, window: f64) -> IdxSet<ItemIdx> {
     history
         .iter()
         .filter(|e| cfg.purchase_kinds.contains(&e.kind))
@@ -365,6 +374,7 @@ fn reasons(
     p: Parts,
     ctx: f64,
     profile: &InterestVector,
+    history: &[Event],
     catalog: &Catalog,
     model: &ContextModel,
     keys: &[crate::context::ContextKey],
@@ -380,7 +390,7 @@ fn reasons(
         .filter(|w| w.weight > 0.0)
         .collect();
     weighted.sort_by(|a, b| b.weight.total_cmp(&a.weight));
-    let mut events: Vec<Evidence> = features.iter().flat_map(|f| profile.evidence(*f).iter().cloned()).collect();
+    let mut events: Vec<Evidence> = features.iter().flat_map(|f| profile.evidence(*f, history)).collect();
     events.sort_by(|a, b| b.contribution.total_cmp(&a.contribution).then(b.ts.cmp(&a.ts)));
     events.dedup_by(|a, b| a.item_id == b.item_id && a.ts == b.ts && a.kind == b.kind);
     events.truncate(3);
@@ -428,7 +438,7 @@ mod tests {
         }
     }
 
-    fn weights() -> HashMap<String, f64> {
+    fn weights() -> crate::profile::KindWeights {
         [("view", 1.0), ("cart", 3.0), ("purchase", 4.0)].into_iter().map(|(k, v)| (k.into(), v)).collect()
     }
 

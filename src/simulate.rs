@@ -575,7 +575,7 @@ struct Pick {
 /// (user, instant, blocked items) while no new log event has been fed.
 struct Ranker<'a> {
     tuning: &'a Tuning,
-    weights: HashMap<String, f64>,
+    weights: crate::profile::KindWeights,
     memo: HashMap<(usize, i64, u64), Option<Pick>>,
     levels: HashMap<(usize, i64), f64>,
     epoch: usize,

@@ -42,7 +42,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{BrandIdx, CatIdx, Catalog, FxMap, FxSet, ItemIdx};
+use crate::catalog::{BrandIdx, CatIdx, Catalog, IdxMap, IdxSet, ItemIdx};
 use crate::context::{ContextKey, ContextLifts};
 use crate::decay::Decay;
 
@@ -252,7 +252,7 @@ struct Scores {
     /// Entries with a positive score, best first (every one when cached, else the top asked for).
     ranked: Vec<(u32, f64)>,
     /// The same scores by key (filled only when cached).
-    by_key: FxMap<u32, f64>,
+    by_key: IdxMap<u32, f64>,
 }
 
 /// A user's recently touched item, to pair with the next ones.
@@ -280,25 +280,25 @@ pub struct Stats {
     cfg: StatsConfig,
     width: i64,
     horizon_buckets: i64,
-    pop: FxMap<Segment, FxMap<ItemIdx, Series>>,
+    pop: IdxMap<Segment, IdxMap<ItemIdx, Series>>,
     /// Popularity of each event's leaf category.
-    leaf_pop: FxMap<CatIdx, Series>,
-    cooc: FxMap<ItemIdx, FxMap<ItemIdx, Series>>,
+    leaf_pop: IdxMap<CatIdx, Series>,
+    cooc: IdxMap<ItemIdx, IdxMap<ItemIdx, Series>>,
     recent: HashMap<Box<str>, VecDeque<Recent>>,
     ctx_total: Series,
-    ctx_key: FxMap<ContextKey, Series>,
-    ctx_cat: FxMap<CatIdx, Series>,
-    ctx_pair: FxMap<(CatIdx, ContextKey), Series>,
+    ctx_key: IdxMap<ContextKey, Series>,
+    ctx_cat: IdxMap<CatIdx, Series>,
+    ctx_pair: IdxMap<(CatIdx, ContextKey), Series>,
     watermark: Option<DateTime<Utc>>,
     last_prune_bucket: i64,
     /// Bucket of the last full prune (every series scanned), see [`Stats::observe`].
     last_full_prune_bucket: i64,
     /// Popularity segments and co-occurrence sources written since the last prune: the caps
     /// are enforced on them at every new bucket without scanning everything.
-    dirty_segments: FxSet<Segment>,
-    dirty_sources: FxSet<ItemIdx>,
+    dirty_segments: IdxSet<Segment>,
+    dirty_sources: IdxSet<ItemIdx>,
     observed: u64,
-    cache: Mutex<FxMap<CacheKey, Cached>>,
+    cache: Mutex<IdxMap<CacheKey, Cached>>,
     /// Context lifts, computed at most `cache_ttl_secs` earlier.
     ctx_lifts: Mutex<Option<(DateTime<Utc>, Arc<ContextLifts>)>>,
 }
@@ -313,21 +313,21 @@ impl Stats {
             cfg,
             width,
             horizon_buckets,
-            pop: FxMap::default(),
-            leaf_pop: FxMap::default(),
-            cooc: FxMap::default(),
+            pop: IdxMap::default(),
+            leaf_pop: IdxMap::default(),
+            cooc: IdxMap::default(),
             recent: HashMap::new(),
             ctx_total: Series::default(),
-            ctx_key: FxMap::default(),
-            ctx_cat: FxMap::default(),
-            ctx_pair: FxMap::default(),
+            ctx_key: IdxMap::default(),
+            ctx_cat: IdxMap::default(),
+            ctx_pair: IdxMap::default(),
             watermark: None,
             last_prune_bucket: i64::MIN,
             last_full_prune_bucket: i64::MIN,
-            dirty_segments: FxSet::default(),
-            dirty_sources: FxSet::default(),
+            dirty_segments: IdxSet::default(),
+            dirty_sources: IdxSet::default(),
             observed: 0,
-            cache: Mutex::new(FxMap::default()),
+            cache: Mutex::new(IdxMap::default()),
             ctx_lifts: Mutex::new(None),
         }
     }
@@ -544,7 +544,7 @@ impl Stats {
 
 /// Keeps the `cap` entries of `map` with the largest recency-weighted mass.
 /// Drops the buckets of `map` before `oldest` and its entries over `cap`; true if it is empty.
-fn trim<K: Copy + Eq + std::hash::Hash + Ord>(map: &mut FxMap<K, Series>, oldest: i64, cap: usize, now_bucket: i64, horizon_buckets: i64) -> bool {
+fn trim<K: Copy + Eq + std::hash::Hash + Ord>(map: &mut IdxMap<K, Series>, oldest: i64, cap: usize, now_bucket: i64, horizon_buckets: i64) -> bool {
     map.retain(|_, s| !s.prune(oldest));
     enforce_cap(map, cap, now_bucket, horizon_buckets);
     map.is_empty()
@@ -552,8 +552,8 @@ fn trim<K: Copy + Eq + std::hash::Hash + Ord>(map: &mut FxMap<K, Series>, oldest
 
 /// [`trim`] on the inner maps of `keys`, removing those left empty.
 fn trim_keys<K: Copy + Eq + std::hash::Hash>(
-    map: &mut FxMap<K, FxMap<ItemIdx, Series>>,
-    keys: FxSet<K>,
+    map: &mut IdxMap<K, IdxMap<ItemIdx, Series>>,
+    keys: IdxSet<K>,
     oldest: i64,
     cap: usize,
     now_bucket: i64,
@@ -567,7 +567,7 @@ fn trim_keys<K: Copy + Eq + std::hash::Hash>(
 }
 
 fn enforce_cap<K: Copy + Eq + std::hash::Hash + Ord>(
-    map: &mut FxMap<K, Series>,
+    map: &mut IdxMap<K, Series>,
     cap: usize,
     now_bucket: i64,
     horizon_buckets: i64,
@@ -576,7 +576,7 @@ fn enforce_cap<K: Copy + Eq + std::hash::Hash + Ord>(
         return;
     }
     let scored: Vec<(K, f64)> = map.iter().map(|(&k, s)| (k, s.recency_mass(now_bucket, horizon_buckets))).collect();
-    let keep: crate::catalog::FxSet<K> = top_n(scored, cap).into_iter().map(|(k, _)| k).collect();
+    let keep: crate::catalog::IdxSet<K> = top_n(scored, cap).into_iter().map(|(k, _)| k).collect();
     map.retain(|k, _| keep.contains(k));
 }
 
@@ -676,7 +676,7 @@ impl StatsView<'_> {
     fn cached(&self, key: CacheKey, n: usize, compute: impl FnOnce() -> Vec<(u32, f64)>) -> Arc<Scores> {
         let ttl = self.stats.cfg.cache_ttl_secs;
         if ttl <= 0.0 {
-            return Arc::new(Scores { ranked: top_n(compute(), n), by_key: FxMap::default() });
+            return Arc::new(Scores { ranked: top_n(compute(), n), by_key: IdxMap::default() });
         }
         if let Some(c) = self.stats.cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key)
             && (0.0..=ttl).contains(&crate::decay::age_secs(self.now, c.at))
