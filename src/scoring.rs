@@ -415,7 +415,6 @@ fn reasons(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
     use crate::context::event_keys;
     use crate::domain::{Device, EventContext, EventProps, Item};
     use crate::profile::ProfileParams;

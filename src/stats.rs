@@ -36,13 +36,13 @@
 //! `now ≥ watermark`, which is how both callers use it. Cached trending lists (see
 //! `stats.cache_ttl_secs`) are reused only at a `now` no earlier than when they were computed.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{BrandIdx, CatIdx, Catalog, IdxMap, IdxSet, ItemIdx};
+use crate::catalog::{BrandIdx, CatIdx, Catalog, IdxMap, IdxSet, ItemIdx, StrMap};
 use crate::context::{ContextKey, ContextLifts};
 use crate::decay::Decay;
 
@@ -251,8 +251,27 @@ struct Cached {
 struct Scores {
     /// Entries with a positive score, best first (every one when cached, else the top asked for).
     ranked: Vec<(u32, f64)>,
-    /// The same scores by key (filled only when cached).
-    by_key: IdxMap<u32, f64>,
+    /// The same scores indexed by key, built on the first [`Scores::of`] (only segments
+    /// scored item by item need it).
+    dense: OnceLock<Vec<f64>>,
+}
+
+impl Scores {
+    fn new(ranked: Vec<(u32, f64)>) -> Scores {
+        Scores { ranked, dense: OnceLock::new() }
+    }
+
+    /// The score of `key` (0 when it has none).
+    fn of(&self, key: u32) -> f64 {
+        let dense = self.dense.get_or_init(|| {
+            let mut v = vec![0.0; self.ranked.iter().map(|&(k, _)| k as usize + 1).max().unwrap_or(0)];
+            for &(k, s) in &self.ranked {
+                v[k as usize] = s;
+            }
+            v
+        });
+        dense.get(key as usize).copied().unwrap_or(0.0)
+    }
 }
 
 /// A user's recently touched item, to pair with the next ones.
@@ -284,7 +303,7 @@ pub struct Stats {
     /// Popularity of each event's leaf category.
     leaf_pop: IdxMap<CatIdx, Series>,
     cooc: IdxMap<ItemIdx, IdxMap<ItemIdx, Series>>,
-    recent: HashMap<Box<str>, VecDeque<Recent>>,
+    recent: StrMap<Box<str>, VecDeque<Recent>>,
     ctx_total: Series,
     ctx_key: IdxMap<ContextKey, Series>,
     ctx_cat: IdxMap<CatIdx, Series>,
@@ -316,7 +335,7 @@ impl Stats {
             pop: IdxMap::default(),
             leaf_pop: IdxMap::default(),
             cooc: IdxMap::default(),
-            recent: HashMap::new(),
+            recent: StrMap::default(),
             ctx_total: Series::default(),
             ctx_key: IdxMap::default(),
             ctx_cat: IdxMap::default(),
@@ -676,16 +695,14 @@ impl StatsView<'_> {
     fn cached(&self, key: CacheKey, n: usize, compute: impl FnOnce() -> Vec<(u32, f64)>) -> Arc<Scores> {
         let ttl = self.stats.cfg.cache_ttl_secs;
         if ttl <= 0.0 {
-            return Arc::new(Scores { ranked: top_n(compute(), n), by_key: IdxMap::default() });
+            return Arc::new(Scores::new(top_n(compute(), n)));
         }
         if let Some(c) = self.stats.cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key)
             && (0.0..=ttl).contains(&crate::decay::age_secs(self.now, c.at))
         {
             return c.scores.clone();
         }
-        let all = compute();
-        let by_key = all.iter().copied().collect();
-        let scores = Arc::new(Scores { ranked: top_n(all, usize::MAX), by_key });
+        let scores = Arc::new(Scores::new(top_n(compute(), usize::MAX)));
         let mut cache = self.stats.cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= CACHE_MAX_KEYS {
             cache.clear();
@@ -706,7 +723,7 @@ impl Popularity<'_> {
     /// Decayed popularity of `item` (0 if not tracked).
     pub fn of(&self, item: ItemIdx) -> f64 {
         match &self.cached {
-            Some(scores) => scores.by_key.get(&item.0).copied().unwrap_or(0.0),
+            Some(scores) => scores.of(item.0),
             None => self.view.popularity(self.segment, item),
         }
     }
