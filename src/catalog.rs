@@ -48,6 +48,8 @@ struct Entry {
     /// Every ancestor of the item's category, root first (`a`, `a/b`, `a/b/c`).
     categories: Box<[CatIdx]>,
     brand: Option<BrandIdx>,
+    /// `item.available`, kept here too: ranking checks it for every candidate.
+    available: bool,
 }
 
 /// Interned category paths with their tree structure.
@@ -129,6 +131,7 @@ impl Catalog {
         let entry = &mut self.entries[idx.0 as usize];
         entry.categories = cats;
         entry.brand = brand;
+        entry.available = item.available;
         entry.item = Some(Arc::new(item));
         idx
     }
@@ -142,16 +145,18 @@ impl Catalog {
         let idx = ItemIdx(u32::try_from(self.entries.len()).expect("more than 2^32 items"));
         let id: Arc<str> = Arc::from(id);
         self.by_id.insert(id.clone(), idx);
-        self.entries.push(Entry { id, item: None, categories: Box::new([]), brand: None });
+        self.entries.push(Entry { id, item: None, categories: Box::new([]), brand: None, available: false });
         idx
     }
 
     /// Marks an item unavailable (it stays interned; it is no longer recommended).
     pub fn set_available(&mut self, idx: ItemIdx, available: bool) {
-        if let Some(item) = self.entries.get_mut(idx.0 as usize).and_then(|e| e.item.as_mut())
+        if let Some(entry) = self.entries.get_mut(idx.0 as usize)
+            && let Some(item) = entry.item.as_mut()
             && item.available != available
         {
             Arc::make_mut(item).available = available;
+            entry.available = available;
             if available {
                 self.available += 1;
             } else {
@@ -214,7 +219,7 @@ impl Catalog {
     /// Whether the item is known to the catalogue and available for sale.
     #[inline]
     pub fn is_available(&self, idx: ItemIdx) -> bool {
-        self.entries.get(idx.0 as usize).and_then(|e| e.item.as_ref()).is_some_and(|i| i.available)
+        self.entries.get(idx.0 as usize).is_some_and(|e| e.available)
     }
 
     /// The index of a category path (`a/b`), if interned.

@@ -234,11 +234,12 @@ pub fn rank(
                 Segment::Brand(b) => catalog.items_of_brand(b),
                 _ => &[],
             };
+            // Filled up from the catalogue when the statistics know few items of it.
+            let fill = cfg.per_category_candidates.saturating_sub(popular.len());
             for (item, _) in popular {
                 parts.entry(item).or_default();
             }
-            // Fill from the catalogue when the statistics know few items of this category.
-            for &item in from_catalog.iter().take(cfg.per_category_candidates) {
+            for &item in from_catalog.iter().take(fill) {
                 parts.entry(item).or_default();
             }
         }
@@ -270,7 +271,7 @@ pub fn rank(
     let bought = recently_bought(history, catalog, cfg, now);
     let excluded: IdxSet<ItemIdx> = req.exclude.iter().filter_map(|id| catalog.idx(id)).collect();
     parts.retain(|item, _| {
-        catalog.item(*item).is_some_and(|i| i.available) && !bought.contains(item) && !excluded.contains(item)
+        catalog.is_available(*item) && !bought.contains(item) && !excluded.contains(item)
     });
 
     // 3. Score.
