@@ -3,12 +3,21 @@
 //!
 //! It sends only to the URL given (loopback in every documented use), runs for a bounded
 //! time, and prints throughput and latency percentiles (HdrHistogram) with a progress bar.
+//! Each connection is a bare hyper HTTP/1.1 client connection owned by one task (no pool,
+//! no per-request URL parsing): the tool shares the machine's cores with the service it
+//! measures, so it should spend as little of them as it can.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use hyper::body::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
 use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -128,6 +137,61 @@ pub fn random_event(rng: &mut SmallRng, users: u64, items: u64) -> Value {
     })
 }
 
+/// One keep-alive connection to the service, reopened after an error.
+struct Conn {
+    /// `host:port` to connect to.
+    addr: String,
+    host: HeaderValue,
+    auth: HeaderValue,
+    sender: Option<SendRequest<Full<Bytes>>>,
+}
+
+impl Conn {
+    fn new(url: &hyper::Uri, key: &str) -> anyhow::Result<Conn> {
+        anyhow::ensure!(url.scheme_str() == Some("http"), "--url must be http://host:port (got {url})");
+        let authority = url.authority().context("--url needs a host")?;
+        let addr = format!("{}:{}", authority.host(), authority.port_u16().unwrap_or(80));
+        Ok(Conn {
+            addr,
+            host: HeaderValue::from_str(authority.as_str())?,
+            auth: HeaderValue::from_str(&format!("Bearer {key}"))?,
+            sender: None,
+        })
+    }
+
+    /// Sends one request and reads the whole answer; returns its status.
+    async fn send(&mut self, method: Method, path: &str, json: Option<Vec<u8>>) -> anyhow::Result<StatusCode> {
+        let result = self.try_send(method, path, json).await;
+        if result.is_err() {
+            self.sender = None;
+        }
+        result
+    }
+
+    async fn try_send(&mut self, method: Method, path: &str, json: Option<Vec<u8>>) -> anyhow::Result<StatusCode> {
+        let sender = match &mut self.sender {
+            Some(s) if !s.is_closed() => s,
+            _ => {
+                let stream = tokio::net::TcpStream::connect(&self.addr).await?;
+                stream.set_nodelay(true)?;
+                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+                // Drives the connection; ends when the sender is dropped.
+                tokio::spawn(conn);
+                self.sender.insert(sender)
+            }
+        };
+        sender.ready().await?;
+        let mut req = Request::builder().method(method).uri(path).header(HOST, &self.host).header(AUTHORIZATION, &self.auth);
+        if json.is_some() {
+            req = req.header(CONTENT_TYPE, "application/json");
+        }
+        let response = sender.send_request(req.body(Full::new(Bytes::from(json.unwrap_or_default())))?).await?;
+        let status = response.status();
+        response.into_body().collect().await?;
+        Ok(status)
+    }
+}
+
 pub async fn run(opts: LoadgenOptions) -> anyhow::Result<LoadReport> {
     anyhow::ensure!(opts.connections > 0 && opts.batch > 0 && opts.duration > 0, "connections, batch and duration must be > 0");
     anyhow::ensure!(opts.users > 0 && opts.items > 0, "users and items must be > 0");
@@ -161,9 +225,11 @@ pub async fn run(opts: LoadgenOptions) -> anyhow::Result<LoadReport> {
         }
         _ => None,
     };
-    let client = reqwest::Client::builder().pool_max_idle_per_host(opts.connections).build()?;
+    let url: hyper::Uri = opts.url.trim_end_matches('/').parse().context("--url")?;
+    let prefix = url.path().trim_end_matches('/').to_string();
     for c in 0..opts.connections {
-        let (opts, units, client, pool) = (opts.clone(), units.clone(), client.clone(), copy_pool.clone());
+        let (opts, units, pool, prefix) = (opts.clone(), units.clone(), copy_pool.clone(), prefix.clone());
+        let mut conn = Conn::new(&url, &opts.key)?;
         tasks.push(tokio::spawn(async move {
             let mut rng = SmallRng::seed_from_u64(opts.seed.wrapping_add(c as u64));
             let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
@@ -174,22 +240,14 @@ pub async fn run(opts: LoadgenOptions) -> anyhow::Result<LoadReport> {
                     Target::Events => {
                         let events: Vec<Value> = (0..opts.batch).map(|_| random_event(&mut rng, opts.users, opts.items)).collect();
                         let body = if opts.batch == 1 { events.into_iter().next().expect("one") } else { json!({"events": events}) };
-                        let r = client.post(format!("{}/v1/events", opts.url)).bearer_auth(&opts.key).json(&body).send().await;
-                        (matches!(&r, Ok(r) if r.status() == 202), opts.batch as u64)
+                        let r = conn.send(Method::POST, &format!("{prefix}/v1/events"), Some(body.to_string().into_bytes())).await;
+                        (matches!(r, Ok(StatusCode::ACCEPTED)), opts.batch as u64)
                     }
                     Target::Recommendations => {
                         let user = rng.random_range(0..opts.users);
                         let device = DEVICES[rng.random_range(0..3)];
-                        let r = client
-                            .get(format!("{}/v1/users/u{user}/recommendations?n=10&device={device}", opts.url))
-                            .bearer_auth(&opts.key)
-                            .send()
-                            .await;
-                        let ok = match r {
-                            Ok(r) if r.status() == 200 => r.bytes().await.is_ok(),
-                            _ => false,
-                        };
-                        (ok, 1)
+                        let path = format!("{prefix}/v1/users/u{user}/recommendations?n=10&device={device}");
+                        (matches!(conn.send(Method::GET, &path, None).await, Ok(StatusCode::OK)), 1)
                     }
                     Target::Copy => {
                         let pool = pool.as_ref().expect("pool for copy");
