@@ -76,6 +76,32 @@ impl TopContributions {
     }
 }
 
+/// One event as the interest vector reads it: its item's index in the catalog and its
+/// kind's weight. Resolving them hashes two strings per event; the service does it once per
+/// cached history and tuning instead of at every request ([`InterestVector::build_from`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Touch {
+    /// `None` when the event has no item or the catalog did not know it yet.
+    pub item: Option<ItemIdx>,
+    /// `w_kind` of the event's kind (0 for kinds not configured).
+    pub weight: f64,
+    pub ts: DateTime<Utc>,
+}
+
+impl Touch {
+    /// The touches of `events`, in the same order.
+    pub fn of(events: &[Event], catalog: &Catalog, kind_weights: &KindWeights) -> Vec<Touch> {
+        events
+            .iter()
+            .map(|e| Touch {
+                item: e.item_id.as_deref().and_then(|id| catalog.idx(id)),
+                weight: kind_weights.get(&e.kind).copied().unwrap_or(0.0),
+                ts: e.ts,
+            })
+            .collect()
+    }
+}
+
 /// The interest vector of one user at one time.
 #[derive(Clone, Debug, Default)]
 pub struct InterestVector {
@@ -94,26 +120,30 @@ pub struct InterestVector {
 impl InterestVector {
     /// Computes the vector from `events` (any order) at `now`.
     pub fn build(events: &[Event], catalog: &Catalog, params: &ProfileParams<'_>, now: DateTime<Utc>) -> Self {
+        Self::build_from(&Touch::of(events, catalog, params.kind_weights), events, catalog, params, now)
+    }
+
+    /// [`InterestVector::build`] from touches made earlier of the same `events` with the same
+    /// kind weights (`params.kind_weights` is not read). An item the catalog did not know when
+    /// the touches were made is looked up again.
+    pub fn build_from(touches: &[Touch], events: &[Event], catalog: &Catalog, params: &ProfileParams<'_>, now: DateTime<Utc>) -> Self {
+        debug_assert_eq!(touches.len(), events.len());
         let mut index: IdxMap<Feature, usize> = IdxMap::default();
         let mut features = Vec::new();
         let mut contributions: Vec<(usize, f64, usize)> = Vec::new();
         let mut level = 0.0;
         let mut recent: IdxMap<ItemIdx, (DateTime<Utc>, f64)> = IdxMap::default();
-        for (n, e) in events.iter().enumerate() {
-            let age = age_secs(now, e.ts);
-            if age < 0.0 || age > params.horizon_secs {
+        for (n, t) in touches.iter().enumerate() {
+            let age = age_secs(now, t.ts);
+            if age < 0.0 || age > params.horizon_secs || t.weight == 0.0 {
                 continue;
             }
-            let w = params.kind_weights.get(&e.kind).copied().unwrap_or(0.0);
-            let Some(item_id) = &e.item_id else { continue };
-            if w == 0.0 {
-                continue;
-            }
-            let Some(item) = catalog.idx(item_id) else { continue };
-            let c = w * params.decay.weight(age);
+            let item = t.item.or_else(|| events[n].item_id.as_deref().and_then(|id| catalog.idx(id)));
+            let Some(item) = item else { continue };
+            let c = t.weight * params.decay.weight(age);
             level += c;
-            let slot = recent.entry(item).or_insert((e.ts, 0.0));
-            slot.0 = slot.0.max(e.ts);
+            let slot = recent.entry(item).or_insert((t.ts, 0.0));
+            slot.0 = slot.0.max(t.ts);
             slot.1 += c;
             let mut touch = |f: Feature| {
                 let i = *index.entry(f).or_insert_with(|| {
@@ -261,6 +291,24 @@ mod tests {
         assert!((v.weight(Feature::Brand(catalog.brand_idx("acme").unwrap())) - 1.5).abs() < 1e-9);
         assert!((v.level() - 1.5).abs() < 1e-9);
         assert_eq!(v.evidence(Feature::Item(p1), &events)[0].kind, "cart");
+    }
+
+    #[test]
+    fn touches_made_before_the_catalog_knew_an_item_give_the_same_vector() {
+        let mut catalog = Catalog::from_items([item("p1", "toys", None)]);
+        let now = Utc::now();
+        let decay = Decay::Exponential { half_life_hours: 1.0 };
+        let w = weights();
+        let params = ProfileParams { decay: &decay, kind_weights: &w, horizon_secs: 86_400.0 };
+        let events = [ev("p1", "view", now - Duration::hours(2)), ev("p2", "cart", now - Duration::hours(1))];
+        let touches = Touch::of(&events, &catalog, &w);
+        assert_eq!(touches[1].item, None, "p2 is not in the catalog yet");
+        catalog.upsert(item("p2", "garden/tools", Some("acme")));
+        let from_touches = InterestVector::build_from(&touches, &events, &catalog, &params, now);
+        let fresh = InterestVector::build(&events, &catalog, &params, now);
+        assert_eq!(from_touches.top(10), fresh.top(10));
+        assert!(from_touches.weight(Feature::Item(catalog.idx("p2").unwrap())) > 0.0);
+        assert_eq!(from_touches.level(), fresh.level());
     }
 
     #[test]

@@ -27,7 +27,8 @@ use crate::config::{LiveTuning, Tuning};
 use crate::context::{RequestContext, event_keys};
 use crate::decay::Decay;
 use crate::frequency::PushState;
-use crate::profile::{Evidence, InterestVector, KindWeights, ProfileParams};
+use crate::catalog::StrMap;
+use crate::profile::{Evidence, InterestVector, KindWeights, ProfileParams, Touch};
 use crate::scoring::{Request as ScoringRequest, Scored, rank};
 use crate::domain::{Event, Item, User};
 use crate::frequency::ActivityHistogram;
@@ -121,12 +122,22 @@ pub struct InterestsResponse {
 struct CachedUser {
     view: UserView,
     loaded: Instant,
+    /// The touches of `view.events`, made at the first request that needed them.
+    touches: Option<CachedTouches>,
+}
+
+/// [`Touch`]es of one user's events under one tuning.
+struct CachedTouches {
+    tuning: Arc<Tuning>,
+    /// The events they were made of (the entry's events may have changed since).
+    events: Arc<Vec<Event>>,
+    touches: Arc<Vec<Touch>>,
 }
 
 pub struct Engine {
     store: Arc<dyn Store>,
     tuning: Arc<LiveTuning>,
-    users: Mutex<HashMap<String, CachedUser>>,
+    users: Mutex<StrMap<String, CachedUser>>,
     pub(crate) catalog: RwLock<Catalog>,
     pub(crate) stats: RwLock<Stats>,
     population: RwLock<ActivityHistogram>,
@@ -163,7 +174,7 @@ impl Engine {
         Engine {
             store,
             tuning,
-            users: Mutex::new(HashMap::new()),
+            users: Mutex::new(StrMap::default()),
             catalog: RwLock::new(Catalog::new()),
             stats: RwLock::new(Stats::new(stats_cfg)),
             population: RwLock::new(ActivityHistogram::new()),
@@ -217,7 +228,7 @@ impl Engine {
         if cache.len() >= HISTORY_CAPACITY {
             cache.clear();
         }
-        cache.insert(user_id, CachedUser { view, loaded: Instant::now() });
+        cache.insert(user_id, CachedUser { view, loaded: Instant::now(), touches: None });
     }
 
     /// Histories of many users at once: cached ones from memory, the rest in one query.
@@ -253,8 +264,34 @@ impl Engine {
 
     fn profile(&self, events: &[Event], catalog: &Catalog, tuning: &Arc<Tuning>, at: DateTime<Utc>) -> InterestVector {
         let weights = self.kind_weights(tuning);
-        let params = ProfileParams { decay: &tuning.decay, kind_weights: &weights, horizon_secs: tuning.scoring.horizon_hours * 3600.0 };
-        InterestVector::build(events, catalog, &params, at)
+        InterestVector::build(events, catalog, &Self::profile_params(tuning, &weights), at)
+    }
+
+    fn profile_params<'a>(tuning: &'a Tuning, weights: &'a KindWeights) -> ProfileParams<'a> {
+        ProfileParams { decay: &tuning.decay, kind_weights: weights, horizon_secs: tuning.scoring.horizon_hours * 3600.0 }
+    }
+
+    /// The interest vector of a cached user, from touches made once per history and tuning.
+    fn cached_profile(&self, user_id: &str, view: &UserView, catalog: &Catalog, tuning: &Arc<Tuning>, at: DateTime<Utc>) -> InterestVector {
+        let weights = self.kind_weights(tuning);
+        let touches = self.touches(user_id, &view.events, catalog, tuning, &weights);
+        InterestVector::build_from(&touches, &view.events, catalog, &Self::profile_params(tuning, &weights), at)
+    }
+
+    fn touches(&self, user_id: &str, events: &Arc<Vec<Event>>, catalog: &Catalog, tuning: &Arc<Tuning>, weights: &KindWeights) -> Arc<Vec<Touch>> {
+        if let Some(CachedUser { touches: Some(t), .. }) = self.users.lock().expect("user cache lock").get(user_id)
+            && Arc::ptr_eq(&t.tuning, tuning)
+            && Arc::ptr_eq(&t.events, events)
+        {
+            return t.touches.clone();
+        }
+        let touches = Arc::new(Touch::of(events, catalog, weights));
+        if let Some(c) = self.users.lock().expect("user cache lock").get_mut(user_id)
+            && Arc::ptr_eq(&c.view.events, events)
+        {
+            c.touches = Some(CachedTouches { tuning: tuning.clone(), events: events.clone(), touches: touches.clone() });
+        }
+        touches
     }
 
     /// The event kinds' weights of `tuning`, built once per tuning rather than per request.
@@ -283,7 +320,7 @@ impl Engine {
         let ranking = {
             let catalog = self.catalog.read().expect("catalog lock");
             let stats = self.stats.read().expect("stats lock");
-            let profile = self.profile(&view.events, &catalog, &tuning, req.at);
+            let profile = self.cached_profile(user_id, &view, &catalog, &tuning, req.at);
             let request = ScoringRequest { n: req.n, context: context.clone(), exclude: &exclude };
             rank(&request, &profile, &view.events, &catalog, &stats, &tuning.scoring, req.at)
         };
@@ -303,7 +340,7 @@ impl Engine {
         let view = self.user_view(user_id, at).await?;
         let tuning = self.tuning.get();
         let catalog = self.catalog.read().expect("catalog lock");
-        let profile = self.profile(&view.events, &catalog, &tuning, at);
+        let profile = self.cached_profile(user_id, &view, &catalog, &tuning, at);
         let features = profile
             .top(50)
             .into_iter()
@@ -451,14 +488,17 @@ impl Engine {
     fn append_to_cached<'e>(&self, events: impl IntoIterator<Item = &'e Event>) {
         let mut cache = self.users.lock().expect("user cache lock");
         for e in events {
-            if let Some(c) = cache.get_mut(&e.user_id) {
-                let v = Arc::make_mut(&mut c.view.events);
-                let from = v.partition_point(|x| x.ts < e.ts);
-                let to = v.partition_point(|x| x.ts <= e.ts);
-                if !v[from..to].iter().any(|x| x.event_id == e.event_id) {
-                    v.insert(to, e.clone());
-                }
+            let Some(c) = cache.get_mut(&e.user_id) else { continue };
+            let v = &c.view.events;
+            let from = v.partition_point(|x| x.ts < e.ts);
+            let to = v.partition_point(|x| x.ts <= e.ts);
+            if v[from..to].iter().any(|x| x.event_id == e.event_id) {
+                continue;
             }
+            // The touches were made of the events before this one. Dropped first, so that
+            // `make_mut` changes the events in place when no request holds them.
+            c.touches = None;
+            Arc::make_mut(&mut c.view.events).insert(to, e.clone());
         }
     }
 }
