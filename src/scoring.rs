@@ -282,14 +282,17 @@ pub fn rank(
         bought_within(history, catalog, cfg, now, cfg.horizon_hours * 3600.0)
     };
     let popularity = view.popularity_in(segment);
+    // Mean interest over a category path, by leaf: candidates share few leaves.
+    let mut path_interest: IdxMap<CatIdx, f64> = IdxMap::default();
     for (item, p) in parts.iter_mut() {
         p.trend = popularity.of(*item);
         if !cold_start {
             let cats = catalog.categories(*item);
-            let cat_interest = if cats.is_empty() {
-                0.0
-            } else {
-                cats.iter().map(|c| profile.weight(Feature::Category(*c))).sum::<f64>() / cats.len() as f64
+            let cat_interest = match cats.last() {
+                None => 0.0,
+                Some(leaf) => *path_interest.entry(*leaf).or_insert_with(|| {
+                    cats.iter().map(|c| profile.weight(Feature::Category(*c))).sum::<f64>() / cats.len() as f64
+                }),
             };
             let brand_interest = catalog.brand(*item).map_or(0.0, |b| profile.weight(Feature::Brand(b)));
             let own = profile.weight(Feature::Item(*item));
