@@ -15,7 +15,7 @@
 //! 30 s, the steady state of a busy service); `cold` disables it, so every request rescans its
 //! segments and recomputes the context lifts.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::hint::black_box;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
