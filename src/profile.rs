@@ -39,6 +39,13 @@ pub struct Evidence {
 /// The weight of each event kind, by name.
 pub type KindWeights = StrMap<String, f64>;
 
+impl Evidence {
+    /// `event`, shown as having contributed `contribution`.
+    pub fn of(event: &Event, contribution: f64) -> Evidence {
+        Evidence { item_id: event.item_id.clone().unwrap_or_default(), kind: event.kind.clone(), ts: event.ts, contribution }
+    }
+}
+
 /// How a profile is computed.
 #[derive(Clone, Copy, Debug)]
 pub struct ProfileParams<'a> {
@@ -181,16 +188,13 @@ impl InterestVector {
     /// The events that contributed most to a feature, largest first. `events` must be the
     /// slice the vector was built from.
     pub fn evidence(&self, f: Feature, events: &[Event]) -> Vec<Evidence> {
-        let Some(&i) = self.index.get(&f) else { return Vec::new() };
-        self.evidence[i]
-            .iter()
-            .map(|(c, n)| Evidence {
-                item_id: events[n].item_id.clone().unwrap_or_default(),
-                kind: events[n].kind.clone(),
-                ts: events[n].ts,
-                contribution: c,
-            })
-            .collect()
+        self.contributions(f).map(|(c, n)| Evidence::of(&events[n], c)).collect()
+    }
+
+    /// What [`InterestVector::evidence`] shows, as (contribution, index of the event in the
+    /// slice the vector was built from), largest first.
+    pub fn contributions(&self, f: Feature) -> impl Iterator<Item = (f64, usize)> + '_ {
+        self.index.get(&f).into_iter().flat_map(|&i| self.evidence[i].iter())
     }
 
     /// Features with a positive weight, heaviest first, at most `n`.

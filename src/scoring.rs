@@ -214,7 +214,7 @@ pub fn rank(
     let cold_start = profile.is_empty();
 
     // 1. Candidates from bounded pools.
-    let mut parts: IdxMap<ItemIdx, Parts> = IdxMap::default();
+    let mut parts: IdxMap<ItemIdx, Parts> = IdxMap::with_capacity_and_hasher(512, Default::default());
     // (candidate, recent item it co-occurred with), for the reasons of the items returned.
     let mut cooc_from: Vec<(ItemIdx, ItemIdx)> = Vec::new();
     if !cold_start {
@@ -394,10 +394,15 @@ fn reasons(
         .filter(|w| w.weight > 0.0)
         .collect();
     weighted.sort_by(|a, b| b.weight.total_cmp(&a.weight));
-    let mut events: Vec<Evidence> = features.iter().flat_map(|f| profile.evidence(*f, history)).collect();
-    events.sort_by(|a, b| b.contribution.total_cmp(&a.contribution).then(b.ts.cmp(&a.ts)));
-    events.dedup_by(|a, b| a.item_id == b.item_id && a.ts == b.ts && a.kind == b.kind);
-    events.truncate(3);
+    // The heaviest events behind those features (an event counts once, though it added to
+    // its item, categories and brand), copied out only for the three shown.
+    let mut top: Vec<(f64, usize)> = features.iter().flat_map(|f| profile.contributions(*f)).collect();
+    top.sort_by(|a, b| b.0.total_cmp(&a.0).then(history[b.1].ts.cmp(&history[a.1].ts)));
+    top.dedup_by(|a, b| {
+        let (a, b) = (&history[a.1], &history[b.1]);
+        a.item_id == b.item_id && a.ts == b.ts && a.kind == b.kind
+    });
+    let events: Vec<Evidence> = top.into_iter().take(3).map(|(c, n)| Evidence::of(&history[n], c)).collect();
     let path = catalog.categories(item);
     let context_lifts = if path.is_empty() {
         Vec::new()

@@ -33,8 +33,8 @@
 //! everything it holds at a query is the past. If a caller observes an event later than `now`
 //! and then queries at `now`, an observation in the *same* bucket as `now` would be counted:
 //! [`Stats::watermark`] tells the latest observation, and queries are exact whenever
-//! `now ≥ watermark`, which is how both callers use it. Cached trending lists (see
-//! `stats.cache_ttl_secs`) are reused only at a `now` no earlier than when they were computed.
+//! `now ≥ watermark`, which is how both callers use it. Cached trending and co-occurrence lists
+//! (see `stats.cache_ttl_secs`) are reused only at a `now` no earlier than when they were computed.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -48,6 +48,9 @@ use crate::decay::Decay;
 
 /// Width of the context-count buckets: one day (context patterns move slowly).
 const CONTEXT_BUCKET_SECS: i64 = 86_400;
+/// The neighbour cache is cleared when it holds this many items' lists (each at most
+/// `max_neighbours` entries of 16 bytes: about 26 MB at the default 50).
+const NEIGHBOUR_CACHE_MAX_KEYS: usize = 32_768;
 /// The score cache is cleared when it holds more entries than this.
 const CACHE_MAX_KEYS: usize = 4096;
 
@@ -68,7 +71,8 @@ pub struct StatsConfig {
     pub max_items_per_segment: usize,
     /// Recent items remembered per user, to pair with the next ones.
     pub max_recent_per_user: usize,
-    /// How long a computed trending list may be reused, in seconds (0: never cached).
+    /// How long computed trending lists, segment scores, co-occurrence lists and context lifts
+    /// may be reused, in seconds (0: never cached).
     pub cache_ttl_secs: f64,
 }
 
@@ -238,6 +242,8 @@ impl DecayTable {
 enum CacheKey {
     Trending(Segment, (u8, u64, u64)),
     Categories((u8, u64, u64)),
+    /// The co-occurring items of one item.
+    Neighbours(ItemIdx, (u8, u64, u64)),
 }
 
 #[derive(Clone, Debug)]
@@ -318,6 +324,9 @@ pub struct Stats {
     dirty_sources: IdxSet<ItemIdx>,
     observed: u64,
     cache: Mutex<IdxMap<CacheKey, Cached>>,
+    /// `CacheKey::Neighbours` entries, apart: there are many more of them, and clearing
+    /// them when full must not drop the segment scores.
+    neighbour_cache: Mutex<IdxMap<CacheKey, Cached>>,
     /// Context lifts, computed at most `cache_ttl_secs` earlier.
     ctx_lifts: Mutex<Option<(DateTime<Utc>, Arc<ContextLifts>)>>,
 }
@@ -347,6 +356,7 @@ impl Stats {
             dirty_sources: IdxSet::default(),
             observed: 0,
             cache: Mutex::new(IdxMap::default()),
+            neighbour_cache: Mutex::new(IdxMap::default()),
             ctx_lifts: Mutex::new(None),
         }
     }
@@ -491,6 +501,7 @@ impl Stats {
 
     fn clear_caches(&self) {
         self.cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.neighbour_cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
         *self.ctx_lifts.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
@@ -662,12 +673,13 @@ impl StatsView<'_> {
     }
 
     /// Top `n` items that co-occurred with `item` (same user, within the window), by decayed
-    /// count, best first.
+    /// count, best first; cached like the trending lists.
     pub fn neighbours(&self, item: ItemIdx, n: usize) -> Vec<(ItemIdx, f64)> {
         let Some(ns) = self.stats.cooc.get(&item) else { return Vec::new() };
-        let scored: Vec<(ItemIdx, f64)> =
-            ns.iter().map(|(&j, s)| (j, s.sum(&self.table))).filter(|&(_, s)| s > 0.0).collect();
-        top_n(scored, n)
+        let scores = self.cached(CacheKey::Neighbours(item, self.decay_key), n, || {
+            ns.iter().map(|(j, s)| (j.0, s.sum(&self.table))).filter(|&(_, s)| s > 0.0).collect()
+        });
+        scores.ranked.iter().take(n).map(|&(i, s)| (ItemIdx(i), s)).collect()
     }
 
     /// Decayed co-occurrence count of a pair.
@@ -697,14 +709,18 @@ impl StatsView<'_> {
         if ttl <= 0.0 {
             return Arc::new(Scores::new(top_n(compute(), n)));
         }
-        if let Some(c) = self.stats.cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key)
+        let (cache, capacity) = match key {
+            CacheKey::Neighbours(..) => (&self.stats.neighbour_cache, NEIGHBOUR_CACHE_MAX_KEYS),
+            _ => (&self.stats.cache, CACHE_MAX_KEYS),
+        };
+        if let Some(c) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key)
             && (0.0..=ttl).contains(&crate::decay::age_secs(self.now, c.at))
         {
             return c.scores.clone();
         }
         let scores = Arc::new(Scores::new(top_n(compute(), usize::MAX)));
-        let mut cache = self.stats.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= CACHE_MAX_KEYS {
+        let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= capacity {
             cache.clear();
         }
         cache.insert(key, Cached { at: self.now, scores: scores.clone() });
@@ -897,6 +913,29 @@ mod tests {
             s.trending(Segment::Global, t0() + Duration::minutes(11), &Decay::None, 5).len(),
             2,
             "a list computed later is not used for an earlier now"
+        );
+    }
+
+    #[test]
+    fn cached_neighbours_are_reused_only_forward_in_time_and_within_their_ttl() {
+        let mut s = Stats::new(StatsConfig { cache_ttl_secs: 60.0, ..Default::default() });
+        s.observe(&obs("u", 1, &[], t0(), NO_CTX));
+        s.observe(&obs("u", 2, &[], t0() + Duration::minutes(1), NO_CTX));
+        let now = t0() + Duration::minutes(10);
+        let of_1 = |s: &Stats, at| s.neighbours(ItemIdx(1), at, &Decay::None, 5).into_iter().map(|(i, _)| i.0).collect::<Vec<_>>();
+        assert_eq!(of_1(&s, now), vec![2]);
+        // Item 1 co-occurs with item 3 after the list was cached, in the same bucket.
+        s.observe(&obs("u", 3, &[], t0() + Duration::minutes(2), NO_CTX));
+        assert_eq!(of_1(&s, now + Duration::seconds(30)), vec![2], "cached");
+        assert_eq!(of_1(&s, now + Duration::seconds(90)).len(), 2, "expired");
+        let mut exact = Stats::new(StatsConfig { cache_ttl_secs: 0.0, ..Default::default() });
+        for (item, minute) in [(1, 0), (2, 1), (3, 2)] {
+            exact.observe(&obs("u", item, &[], t0() + Duration::minutes(minute), NO_CTX));
+        }
+        assert_eq!(
+            s.neighbours(ItemIdx(1), now + Duration::seconds(90), &Decay::None, 5),
+            exact.neighbours(ItemIdx(1), now + Duration::seconds(90), &Decay::None, 5),
+            "a recomputed list is the uncached one"
         );
     }
 
