@@ -22,12 +22,11 @@ use tokio_util::sync::CancellationToken;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, StrMap};
 use crate::config::{LiveTuning, Tuning};
 use crate::context::{RequestContext, event_keys};
 use crate::decay::Decay;
 use crate::frequency::PushState;
-use crate::catalog::StrMap;
 use crate::profile::{Evidence, InterestVector, KindWeights, ProfileParams, Touch};
 use crate::scoring::{Request as ScoringRequest, Scored, rank};
 use crate::domain::{Event, Item, User};
@@ -149,8 +148,6 @@ pub struct Engine {
     /// `Tuning::kind_weights` of the tuning last used.
     kind_weights: Mutex<Option<(Arc<Tuning>, Arc<KindWeights>)>>,
 }
-
-
 
 /// The best item to push to a user, with the reasons scoring gave for it.
 #[derive(Debug, Clone)]
