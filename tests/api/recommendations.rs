@@ -62,6 +62,34 @@ async fn recent_interest_wins_under_decay_and_the_larger_old_one_without(backend
     app.stop().await;
 }
 
+/// A user's resolved history is cached between requests: a reloaded kind weight must still
+/// reach the next answer.
+async fn a_reloaded_kind_weight_changes_the_next_answer_for_a_cached_user(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    catalog(&app, "garden/tools", "tool", 6).await;
+    catalog(&app, "toys/lego", "lego", 6).await;
+    let mut events: Vec<Value> = (0..6).map(|i| json!({"user_id": "w", "item_id": format!("tool{i}"), "kind": "view"})).collect();
+    events.extend((0..2).map(|i| json!({"user_id": "w", "item_id": format!("lego{i}"), "kind": "cart"})));
+    assert_eq!(app.post_events(&json!({"events": events})).await.status(), StatusCode::ACCEPTED);
+    let set_cart_weight = |w: f64| {
+        let mut tuning = (*app.state.tuning.get()).clone();
+        tuning.kinds.get_mut("cart").expect("cart is configured").weight = w;
+        app.state.tuning.apply(tuning);
+    };
+    set_cart_weight(50.0);
+    let carts_count = recommend(&app, "w", "n=4").await;
+    assert!(share(&carts_count, "lego", 2) > 0.5, "{:?}", ids(&carts_count));
+    set_cart_weight(0.0);
+    let carts_ignored = recommend(&app, "w", "n=4").await;
+    assert!(share(&carts_ignored, "tool", 4) > 0.5, "{:?}", ids(&carts_ignored));
+    let interests: Value = app.get("/v1/users/w/interests", READ_KEY).await.json().await.unwrap();
+    assert!(
+        !interests["features"].as_array().unwrap().iter().any(|f| f["feature"].as_str().unwrap_or("").contains("lego")),
+        "a weight of 0 leaves lego out: {interests}"
+    );
+    app.stop().await;
+}
+
 async fn the_request_context_changes_the_top_for_a_new_user(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let now = Utc::now();
@@ -147,6 +175,7 @@ async fn bad_recommendation_parameters_are_refused_with_their_name(backend: Back
 
 on_both_stores!(
     recent_interest_wins_under_decay_and_the_larger_old_one_without,
+    a_reloaded_kind_weight_changes_the_next_answer_for_a_cached_user,
     the_request_context_changes_the_top_for_a_new_user,
     an_accepted_event_shows_in_the_next_answer_and_excluded_items_never_do,
     bad_recommendation_parameters_are_refused_with_their_name,
