@@ -121,16 +121,9 @@ pub struct InterestsResponse {
 struct CachedUser {
     view: UserView,
     loaded: Instant,
-    /// The touches of `view.events`, made at the first request that needed them.
-    touches: Option<CachedTouches>,
-}
-
-/// [`Touch`]es of one user's events under one tuning.
-struct CachedTouches {
-    tuning: Arc<Tuning>,
-    /// The events they were made of (the entry's events may have changed since).
-    events: Arc<Vec<Event>>,
-    touches: Arc<Vec<Touch>>,
+    /// The touches of `view.events` under a tuning, made at the first request that needed
+    /// them; dropped whenever `view.events` changes.
+    touches: Option<(Arc<Tuning>, Arc<Vec<Touch>>)>,
 }
 
 pub struct Engine {
@@ -276,17 +269,20 @@ impl Engine {
     }
 
     fn touches(&self, user_id: &str, events: &Arc<Vec<Event>>, catalog: &Catalog, tuning: &Arc<Tuning>, weights: &KindWeights) -> Arc<Vec<Touch>> {
-        if let Some(CachedUser { touches: Some(t), .. }) = self.users.lock().expect("user cache lock").get(user_id)
-            && Arc::ptr_eq(&t.tuning, tuning)
-            && Arc::ptr_eq(&t.events, events)
+        // The entry's touches are those of its current events: usable when the caller holds
+        // those same events (not an older copy of the history) under the same tuning.
+        if let Some(c) = self.users.lock().expect("user cache lock").get(user_id)
+            && Arc::ptr_eq(&c.view.events, events)
+            && let Some((t, touches)) = &c.touches
+            && Arc::ptr_eq(t, tuning)
         {
-            return t.touches.clone();
+            return touches.clone();
         }
         let touches = Arc::new(Touch::of(events, catalog, weights));
         if let Some(c) = self.users.lock().expect("user cache lock").get_mut(user_id)
             && Arc::ptr_eq(&c.view.events, events)
         {
-            c.touches = Some(CachedTouches { tuning: tuning.clone(), events: events.clone(), touches: touches.clone() });
+            c.touches = Some((tuning.clone(), touches.clone()));
         }
         touches
     }
@@ -492,8 +488,7 @@ impl Engine {
             if v[from..to].iter().any(|x| x.event_id == e.event_id) {
                 continue;
             }
-            // The touches were made of the events before this one. Dropped first, so that
-            // `make_mut` changes the events in place when no request holds them.
+            // The touches were made of the events before this one.
             c.touches = None;
             Arc::make_mut(&mut c.view.events).insert(to, e.clone());
         }
