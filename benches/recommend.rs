@@ -23,13 +23,13 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use kairos::catalog::Catalog;
-use kairos::context::{RequestContext, event_keys};
-use kairos::decay::Decay;
+use kairos::rank::catalog::Catalog;
+use kairos::rank::context::{RequestContext, event_keys};
+use kairos::rank::decay::Decay;
 use kairos::domain::{Device, Event, EventContext, EventProps, Item};
-use kairos::profile::{InterestVector, KindWeights, ProfileParams};
-use kairos::scoring::{Request, ScoringConfig, rank};
-use kairos::stats::{Observation, Stats, StatsConfig};
+use kairos::rank::profile::{InterestVector, KindWeights, ProfileParams};
+use kairos::rank::scoring::{Request, ScoringConfig, rank};
+use kairos::rank::stats::{Observation, Stats, StatsConfig};
 
 const LEAVES: u64 = 1000;
 const KINDS: [(&str, f64); 4] = [("view", 1.0), ("fav", 2.0), ("cart", 3.0), ("purchase", 4.0)];

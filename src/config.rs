@@ -14,9 +14,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
-use crate::decay::Decay;
-use crate::frequency::FrequencyConfig;
-use crate::scoring::ScoringConfig;
+use crate::rank::decay::Decay;
+use crate::push::frequency::FrequencyConfig;
+use crate::rank::scoring::ScoringConfig;
 
 /// A string that never shows in `Debug`, `Display` or serialised output.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
@@ -184,7 +184,7 @@ pub struct Tuning {
 }
 
 impl Tuning {
-    pub fn kind_weights(&self) -> crate::profile::KindWeights {
+    pub fn kind_weights(&self) -> crate::rank::profile::KindWeights {
         self.kinds.iter().map(|(k, v)| (k.clone(), v.weight)).collect()
     }
 }

@@ -29,17 +29,17 @@ enum Command {
     /// Validate the configuration and exit (0 valid, 1 invalid).
     CheckConfig,
     /// Load-test the HTTP API (or raw COPY) and print throughput and latency.
-    Loadgen(kairos::loadgen::LoadgenOptions),
+    Loadgen(kairos::tools::loadgen::LoadgenOptions),
     /// Write a synthetic catalog, users and histories into the configured store.
-    Datagen(kairos::datagen::DatagenOptions),
+    Datagen(kairos::tools::datagen::DatagenOptions),
     /// Replay a real behaviour log through profile and scoring; write docs/EVALUATION.md.
-    Eval(kairos::eval::EvalOptions),
+    Eval(kairos::tools::eval::EvalOptions),
     /// Simulate the push policy against fixed frequencies over real histories; write docs/SIMULATION.md.
-    Simulate(kairos::simulate::SimulateOptions),
+    Simulate(kairos::tools::simulate::SimulateOptions),
     /// Time the scheduler planning every due user of the configured store (after `datagen`).
     BenchScheduler,
     /// Start the service on a temporary store, load the Taobao sample over HTTP, show three users.
-    Demo(kairos::demo::DemoOptions),
+    Demo(kairos::tools::demo::DemoOptions),
 }
 
 fn load(cli: &Cli) -> anyhow::Result<(Settings, ConfigSource)> {
@@ -62,7 +62,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Loadgen(opts) => {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            let report = rt.block_on(kairos::loadgen::run(opts.clone()))?;
+            let report = rt.block_on(kairos::tools::loadgen::run(opts.clone()))?;
             println!("{report}");
             Ok(())
         }
@@ -71,30 +71,30 @@ fn main() -> anyhow::Result<()> {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             rt.block_on(async {
                 let store = kairos::store::connect(&settings.database).await?;
-                let (items, users, events) = kairos::datagen::run(store, opts).await?;
+                let (items, users, events) = kairos::tools::datagen::run(store, opts).await?;
                 println!("wrote {items} items, {users} users, {events} events to the {} store",
                     if settings.database.url.is_some() { "postgres" } else { "sqlite" });
                 anyhow::Ok(())
             })
         }
         Command::Eval(opts) => {
-            let opts = kairos::eval::EvalOptions { config_dir: cli.config_dir.clone(), ..opts.clone() };
-            let report = kairos::eval::run(&opts)?;
+            let opts = kairos::tools::eval::EvalOptions { config_dir: cli.config_dir.clone(), ..opts.clone() };
+            let report = kairos::tools::eval::run(&opts)?;
             println!("{}", report.headline());
             println!("report: {}, plot: {}", opts.out.display(), opts.plot.display());
             Ok(())
         }
         Command::Simulate(opts) => {
-            let opts = kairos::simulate::SimulateOptions { config_dir: cli.config_dir.clone(), ..opts.clone() };
-            let report = kairos::simulate::run(&opts)?;
+            let opts = kairos::tools::simulate::SimulateOptions { config_dir: cli.config_dir.clone(), ..opts.clone() };
+            let report = kairos::tools::simulate::run(&opts)?;
             println!("{}", report.table());
             println!("simulated in {:.1} s; report: {}", report.runtime.as_secs_f64(), opts.out.display());
             Ok(())
         }
         Command::Demo(opts) => {
-            let opts = kairos::demo::DemoOptions { config_dir: cli.config_dir.clone(), ..opts.clone() };
+            let opts = kairos::tools::demo::DemoOptions { config_dir: cli.config_dir.clone(), ..opts.clone() };
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            rt.block_on(kairos::demo::run(opts))
+            rt.block_on(kairos::tools::demo::run(opts))
         }
         Command::BenchScheduler => {
             let (settings, _) = load(&cli)?;
@@ -125,11 +125,11 @@ async fn bench_scheduler(settings: Settings) -> anyhow::Result<()> {
     use std::sync::Arc;
     let store = kairos::store::connect(&settings.database).await?;
     let tuning = Arc::new(kairos::config::LiveTuning::new(settings.tuning.clone()));
-    let engine = Arc::new(kairos::recommend::Engine::new(store.clone(), tuning.clone()));
+    let engine = Arc::new(kairos::engine::Engine::new(store.clone(), tuning.clone()));
     let t = std::time::Instant::now();
     let events = engine.refresh(chrono::TimeDelta::zero()).await?;
     println!("statistics and catalog loaded: {events} events in {:.1} s", t.elapsed().as_secs_f64());
-    let scheduler = Arc::new(kairos::scheduler::Scheduler::new(store, engine, tuning, kairos::clock::Clock::default()));
+    let scheduler = Arc::new(kairos::push::scheduler::Scheduler::new(store, engine, tuning, kairos::clock::Clock::default()));
     let now = chrono::Utc::now();
     let started = std::time::Instant::now();
     let workers = settings.tuning.scheduler.workers;
@@ -137,7 +137,7 @@ async fn bench_scheduler(settings: Settings) -> anyhow::Result<()> {
     loop {
         let mut worked = false;
         for outcome in scheduler.clone().run_ticks(workers as usize, now).await {
-            if let kairos::scheduler::Outcome::Worked { claimed, pushes: p, .. } = outcome? {
+            if let kairos::push::scheduler::Outcome::Worked { claimed, pushes: p, .. } = outcome? {
                 (users, pushes, ticks, worked) = (users + claimed, pushes + p, ticks + 1, true);
             }
         }

@@ -20,8 +20,8 @@ use crate::api::{self, AppState, Inner};
 use crate::auth::KeyRing;
 use crate::config::{ConfigSource, DEV_KEY, LiveTuning, Settings};
 use crate::ingest::Ingestor;
-use crate::recommend::Engine;
-use crate::scheduler::Scheduler;
+use crate::engine::Engine;
+use crate::push::scheduler::Scheduler;
 use crate::store::{self, Store};
 
 pub struct App {

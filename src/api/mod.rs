@@ -29,8 +29,8 @@ pub use error::{ApiError, ApiResult, Problem};
 use crate::auth::KeyRing;
 use crate::config::{ConfigSource, LiveTuning, Scope, Settings};
 use crate::ingest::Ingestor;
-use crate::recommend::Engine;
-use crate::scheduler::Scheduler;
+use crate::engine::Engine;
+use crate::push::scheduler::Scheduler;
 use crate::store::Store;
 
 /// Everything a handler may need. Cheap to clone.

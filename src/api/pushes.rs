@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::users::user_path_id;
 use super::{ApiError, ApiResult, AppState, json_body};
 use crate::domain::FieldError;
-use crate::frequency::{
+use crate::push::frequency::{
     Decision, Feedback, FeedbackEffect, FeedbackKind, PushState, Recipient, collapse_repeated_skips, is_in_holdout, local_date,
 };
 use crate::parse::Fields;
@@ -273,7 +273,7 @@ pub async fn get_push_plan(State(state): State<AppState>, Path(id): Path<String>
         caps: push_state.as_ref().map(|s| CapsUsed {
             today: s.pushes_on(today),
             max_per_day: cfg.max_per_day,
-            this_week: s.pushes_in(crate::frequency::LocalWeek::of(today)),
+            this_week: s.pushes_in(crate::push::frequency::LocalWeek::of(today)),
             max_per_week: cfg.max_per_week,
         }),
         consecutive_ignored: push_state.as_ref().map(|s| s.consecutive_ignored),

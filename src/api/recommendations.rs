@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use super::users::user_path_id;
 use super::{ApiError, ApiResult, AppState};
 use crate::domain::{Device, FieldError, check_id};
-use crate::recommend::{InterestsResponse, RecommendationRequest, RecommendationResponse};
+use crate::engine::{InterestsResponse, RecommendationRequest, RecommendationResponse};
 
 /// Most recommendations in one answer.
 pub const MAX_N: usize = 200;

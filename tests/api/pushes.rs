@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use kairos::config::LiveTuning;
-use kairos::recommend::Engine;
-use kairos::scheduler::Scheduler;
+use kairos::engine::Engine;
+use kairos::push::scheduler::Scheduler;
 use kairos::store::{Push, Store};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -221,7 +221,7 @@ async fn two_schedulers_on_one_postgres_never_push_twice_for_one_slot() {
         app.state.clock.set(now);
         let (a, b) = tokio::join!(first.try_run_once(now), second.try_run_once(now));
         for o in [a.unwrap(), b.unwrap()] {
-            if let kairos::scheduler::Outcome::Worked { claimed, .. } = o {
+            if let kairos::push::scheduler::Outcome::Worked { claimed, .. } = o {
                 claimed_total += claimed;
             }
         }

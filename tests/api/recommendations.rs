@@ -2,7 +2,7 @@
 //! start, and refused parameters.
 
 use chrono::{TimeDelta, TimeZone, Utc};
-use kairos::decay::Decay;
+use kairos::rank::decay::Decay;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -194,7 +194,7 @@ async fn another_replicas_cached_history_takes_new_events_at_its_next_refresh() 
     let store: Arc<dyn kairos::store::Store> =
         Arc::new(kairos::store::PgStore::connect(url.expose(), &app.state.settings.database).await.unwrap());
     let tuning = Arc::new(kairos::config::LiveTuning::new((*app.state.tuning.get()).clone()));
-    let second = kairos::recommend::Engine::new(store, tuning);
+    let second = kairos::engine::Engine::new(store, tuning);
     second.refresh(TimeDelta::zero()).await.unwrap();
     assert_eq!(second.user_view("r", Utc::now()).await.unwrap().events.len(), 1, "cached with one event");
     app.post_events(&json!({"user_id": "r", "item_id": "book1", "kind": "cart"})).await;

@@ -42,9 +42,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{BrandIdx, CatIdx, Catalog, IdxMap, IdxSet, ItemIdx, StrMap};
-use crate::context::{ContextKey, ContextLifts};
-use crate::decay::Decay;
+use crate::rank::catalog::{BrandIdx, CatIdx, Catalog, IdxMap, IdxSet, ItemIdx, StrMap};
+use crate::rank::context::{ContextKey, ContextLifts};
+use crate::rank::decay::Decay;
 
 /// Width of the context-count buckets: one day (context patterns move slowly).
 const CONTEXT_BUCKET_SECS: i64 = 86_400;
@@ -513,7 +513,7 @@ impl Stats {
         let ttl = self.cfg.cache_ttl_secs;
         if ttl > 0.0
             && let Some((at, lifts)) = self.ctx_lifts.lock().unwrap_or_else(|e| e.into_inner()).as_ref()
-            && (0.0..=ttl).contains(&crate::decay::age_secs(now, *at))
+            && (0.0..=ttl).contains(&crate::rank::decay::age_secs(now, *at))
             && lifts.prior() == prior.max(1e-9)
             && lifts.categories() == catalog.category_count()
         {
@@ -606,7 +606,7 @@ fn enforce_cap<K: Copy + Eq + std::hash::Hash + Ord>(
         return;
     }
     let scored: Vec<(K, f64)> = map.iter().map(|(&k, s)| (k, s.recency_mass(now_bucket, horizon_buckets))).collect();
-    let keep: crate::catalog::IdxSet<K> = top_n(scored, cap).into_iter().map(|(k, _)| k).collect();
+    let keep: crate::rank::catalog::IdxSet<K> = top_n(scored, cap).into_iter().map(|(k, _)| k).collect();
     map.retain(|k, _| keep.contains(k));
 }
 
@@ -714,7 +714,7 @@ impl StatsView<'_> {
             _ => (&self.stats.cache, CACHE_MAX_KEYS),
         };
         if let Some(c) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key)
-            && (0.0..=ttl).contains(&crate::decay::age_secs(self.now, c.at))
+            && (0.0..=ttl).contains(&crate::rank::decay::age_secs(self.now, c.at))
         {
             return c.scores.clone();
         }
@@ -779,7 +779,7 @@ impl ContextView<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::context::{DayType, HourBand};
+    use crate::rank::context::{DayType, HourBand};
     use chrono::{Duration, TimeZone};
 
     fn t0() -> DateTime<Utc> {
@@ -966,7 +966,7 @@ mod tests {
 
     #[test]
     fn context_lifts_are_reused_only_forward_within_the_ttl_and_for_the_same_prior() {
-        use crate::catalog::Catalog;
+        use crate::rank::catalog::Catalog;
         use crate::domain::Device;
         let mut catalog = Catalog::new();
         let idx = catalog.upsert(crate::domain::Item::new("a", vec!["toys".into()]));

@@ -14,8 +14,8 @@ use ndarray::Array1;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::catalog::{BrandIdx, CatIdx, Catalog, IdxMap, ItemIdx, StrMap};
-use crate::decay::{Decay, age_secs};
+use crate::rank::catalog::{BrandIdx, CatIdx, Catalog, IdxMap, ItemIdx, StrMap};
+use crate::rank::decay::{Decay, age_secs};
 use crate::domain::Event;
 
 /// One dimension of the interest vector.
@@ -256,7 +256,7 @@ impl InterestVector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::tests::item;
+    use crate::rank::catalog::tests::item;
     use crate::domain::{EventContext, EventProps};
     use chrono::Duration;
 

@@ -17,8 +17,8 @@
 //!   categories that have appeared before it. Nothing from the future is used: not the
 //!   user's later events, not later popularity or co-occurrence, not even the existence of
 //!   an item that has not yet appeared (the test at the bottom checks this).
-//! - kairos variants call [`crate::profile::InterestVector::build`] and
-//!   [`crate::scoring::rank`] exactly as `recommend::Engine::recommend` does; only the decay
+//! - kairos variants call [`crate::rank::profile::InterestVector::build`] and
+//!   [`crate::rank::scoring::rank`] exactly as `recommend::Engine::recommend` does; only the decay
 //!   and the scoring constants differ between them.
 //! - Baselines: global popularity and recent popularity (both `Stats` trending), and the
 //!   yardstick of DESIGN.md ("reference": the user's own items by kind-weighted decayed sum,
@@ -39,14 +39,14 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, FixedOffset, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::catalog::{CatIdx, Catalog, IdxMap, IdxSet, ItemIdx};
+use crate::rank::catalog::{CatIdx, Catalog, IdxMap, IdxSet, ItemIdx};
 use crate::config::{Settings, Tuning};
-use crate::context::{RequestContext, event_keys};
-use crate::decay::Decay;
+use crate::rank::context::{RequestContext, event_keys};
+use crate::rank::decay::Decay;
 use crate::domain::{Event, EventContext, EventProps, Item};
-use crate::profile::{InterestVector, ProfileParams};
-use crate::scoring::{Request, ScoringConfig, rank};
-use crate::stats::{Observation, Segment, Stats};
+use crate::rank::profile::{InterestVector, ProfileParams};
+use crate::rank::scoring::{Request, ScoringConfig, rank};
+use crate::rank::stats::{Observation, Segment, Stats};
 
 mod report;
 
@@ -462,7 +462,7 @@ fn utc(ts: i64) -> DateTime<Utc> {
 /// The replay state of one thread, for its share of the variants.
 struct Replayer<'a> {
     tuning: &'a Tuning,
-    kind_weights: crate::profile::KindWeights,
+    kind_weights: crate::rank::profile::KindWeights,
     variants: Vec<&'a Variant>,
     catalog: Catalog,
     stats: Stats,

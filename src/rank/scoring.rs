@@ -20,12 +20,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::catalog::{CatIdx, Catalog, IdxMap, IdxSet, ItemIdx};
-use crate::context::{ContextModel, RequestContext};
-use crate::decay::{Decay, age_secs};
+use crate::rank::catalog::{CatIdx, Catalog, IdxMap, IdxSet, ItemIdx};
+use crate::rank::context::{ContextModel, RequestContext};
+use crate::rank::decay::{Decay, age_secs};
 use crate::domain::Event;
-use crate::profile::{Evidence, Feature, InterestVector};
-use crate::stats::{Segment, Stats, StatsConfig};
+use crate::rank::profile::{Evidence, Feature, InterestVector};
+use crate::rank::stats::{Segment, Stats, StatsConfig};
 
 /// Constants of the ranking. Reloadable, except `stats` (its buckets are built from the log).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -210,7 +210,7 @@ pub fn rank(
 ) -> Ranking {
     let view = stats.view(now, &cfg.trending_decay);
     let keys = req.context.keys();
-    let segment = req.context.device.map_or(Segment::Global, |d| Segment::Context(crate::context::ContextKey::Device(d)));
+    let segment = req.context.device.map_or(Segment::Global, |d| Segment::Context(crate::rank::context::ContextKey::Device(d)));
     let cold_start = profile.is_empty();
 
     // 1. Candidates from bounded pools.
@@ -310,7 +310,7 @@ pub fn rank(
         .into_iter()
         .map(|(item, p)| {
             let path = catalog.categories(item);
-            let ctx = if path.is_empty() { 0.0 } else { model.score(path) / crate::context::CONTEXT_SCORE_CLAMP };
+            let ctx = if path.is_empty() { 0.0 } else { model.score(path) / crate::rank::context::CONTEXT_SCORE_CLAMP };
             let norm = Parts { time: p.time, cooc: p.cooc / max_cooc, trend: p.trend / max_trend };
             let s = cfg.lambda_time * norm.time
                 + cfg.lambda_cooccurrence * norm.cooc
@@ -381,7 +381,7 @@ fn reasons(
     history: &[Event],
     catalog: &Catalog,
     model: &ContextModel,
-    keys: &[crate::context::ContextKey],
+    keys: &[crate::rank::context::ContextKey],
     cooc_from: &[(ItemIdx, ItemIdx)],
     cfg: &ScoringConfig,
 ) -> Reasons {
@@ -424,10 +424,10 @@ fn reasons(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::context::event_keys;
+    use crate::rank::context::event_keys;
     use crate::domain::{Device, EventContext, EventProps, Item};
-    use crate::profile::ProfileParams;
-    use crate::stats::Observation;
+    use crate::rank::profile::ProfileParams;
+    use crate::rank::stats::Observation;
     use chrono::{Duration, TimeZone};
 
     fn item(id: &str, cat: &str) -> Item {
@@ -446,7 +446,7 @@ mod tests {
         }
     }
 
-    fn weights() -> crate::profile::KindWeights {
+    fn weights() -> crate::rank::profile::KindWeights {
         [("view", 1.0), ("cart", 3.0), ("purchase", 4.0)].into_iter().map(|(k, v)| (k.into(), v)).collect()
     }
 

@@ -313,7 +313,7 @@ fn findings(r: &EvalReport) -> Vec<String> {
     out
 }
 
-const FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
+const FONT: &[u8] = include_bytes!("../../../assets/DejaVuSans.ttf");
 
 fn draw_plot(r: &EvalReport, path: &Path) -> anyhow::Result<()> {
     // Registering twice (a second run in one process) only replaces the same font.

@@ -16,7 +16,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::domain::{Device, Event, EventContext, EventProps, Item, QuietHours, User};
-use crate::loadgen::{random_kind, skewed};
+use crate::tools::loadgen::{random_kind, skewed};
 use crate::store::Store;
 
 #[derive(Debug, Clone, Args)]

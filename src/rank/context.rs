@@ -27,9 +27,9 @@ use utoipa::ToSchema;
 
 use std::sync::Arc;
 
-use crate::catalog::{CatIdx, Catalog, IdxMap};
+use crate::rank::catalog::{CatIdx, Catalog, IdxMap};
 use crate::domain::{Device, EventContext};
-use crate::stats::ContextView;
+use crate::rank::stats::ContextView;
 
 /// A category's context score never goes beyond `±` this (in natural-log units of lift).
 pub const CONTEXT_SCORE_CLAMP: f64 = 3.0;
@@ -272,8 +272,8 @@ impl ContextModel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{Catalog, tests::item};
-    use crate::stats::{Observation, Stats, StatsConfig};
+    use crate::rank::catalog::{Catalog, tests::item};
+    use crate::rank::stats::{Observation, Stats, StatsConfig};
     use chrono::{Duration, FixedOffset};
 
     #[test]

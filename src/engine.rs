@@ -22,17 +22,17 @@ use tokio_util::sync::CancellationToken;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::catalog::{Catalog, StrMap};
+use crate::rank::catalog::{Catalog, StrMap};
 use crate::config::{LiveTuning, Tuning};
-use crate::context::{RequestContext, event_keys};
-use crate::decay::Decay;
-use crate::frequency::PushState;
-use crate::profile::{Evidence, InterestVector, KindWeights, ProfileParams, Touch};
-use crate::scoring::{Request as ScoringRequest, Scored, rank};
+use crate::rank::context::{RequestContext, event_keys};
+use crate::rank::decay::Decay;
+use crate::push::frequency::PushState;
+use crate::rank::profile::{Evidence, InterestVector, KindWeights, ProfileParams, Touch};
+use crate::rank::scoring::{Request as ScoringRequest, Scored, rank};
 use crate::domain::{Event, Item, User};
-use crate::frequency::ActivityHistogram;
+use crate::push::frequency::ActivityHistogram;
 use crate::ingest::CommitSink;
-use crate::stats::{Observation, Stats, StatsConfig};
+use crate::rank::stats::{Observation, Stats, StatsConfig};
 use crate::store::{Store, StoreResult};
 
 /// How long a cached user view is trusted before it is re-read from the store (its events

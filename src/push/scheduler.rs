@@ -18,8 +18,8 @@ use uuid::Uuid;
 use crate::clock::Clock;
 use crate::config::LiveTuning;
 use crate::domain::{Event, User};
-use crate::frequency::{DecideContext, Decision, PushState, Recipient};
-use crate::recommend::{Engine, PushCandidate};
+use crate::push::frequency::{DecideContext, Decision, PushState, Recipient};
+use crate::engine::{Engine, PushCandidate};
 use crate::store::{Push, PushStatus, Store, StoreError, UserPlan};
 
 /// What one tick did.

@@ -31,8 +31,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
 use crate::config::{ConfigSource, DEV_KEY, Settings};
-use crate::scheduler::Outcome;
-use crate::simulate::Dataset;
+use crate::push::scheduler::Outcome;
+use crate::tools::simulate::Dataset;
 
 /// The time zone every user of the sample is given (Taobao's local time is UTC+8).
 const ZONE: Tz = chrono_tz::Asia::Shanghai;

@@ -75,17 +75,17 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::Catalog;
+use crate::rank::catalog::Catalog;
 use crate::config::{ConfigSource, Settings, Tuning};
-use crate::context::{RequestContext, event_keys};
+use crate::rank::context::{RequestContext, event_keys};
 use crate::domain::{Event, EventContext, EventProps, Item};
-use crate::frequency::{
+use crate::push::frequency::{
     ActivityHistogram, DecideContext, Decision, Feedback, FeedbackKind, FrequencyConfig, PushState, Recipient, fnv1a64,
     is_in_holdout,
 };
-use crate::profile::{InterestVector, ProfileParams};
-use crate::scoring::{Request as ScoringRequest, rank};
-use crate::stats::{Observation, Stats};
+use crate::rank::profile::{InterestVector, ProfileParams};
+use crate::rank::scoring::{Request as ScoringRequest, rank};
+use crate::rank::stats::{Observation, Stats};
 
 // ------------------------------------------------------------------------------------------
 // Options and parameters
@@ -455,22 +455,22 @@ pub struct Dataset {
 }
 
 impl Dataset {
-    /// Reads the log with [`crate::eval::read_log`] (a folder holding the sample, or a `.csv`
+    /// Reads the log with [`crate::tools::eval::read_log`] (a folder holding the sample, or a `.csv`
     /// or `.csv.gz` file).
     pub fn read(path: &Path) -> anyhow::Result<Dataset> {
-        Self::from_log(crate::eval::read_log(path)?)
+        Self::from_log(crate::tools::eval::read_log(path)?)
     }
 
     /// Parses `user_id,item_id,category_id,behavior_type,timestamp` lines (no header).
     pub fn parse(reader: impl Read) -> anyhow::Result<Dataset> {
         let mut text = String::new();
         BufReader::new(reader).read_to_string(&mut text)?;
-        Self::from_log(crate::eval::parse_log(&text)?)
+        Self::from_log(crate::tools::eval::parse_log(&text)?)
     }
 
     /// Numeric ids, users indexed in order of first appearance, rows in time order (stable:
     /// ties keep file order).
-    fn from_log(log: Vec<crate::eval::LogEvent>) -> anyhow::Result<Dataset> {
+    fn from_log(log: Vec<crate::tools::eval::LogEvent>) -> anyhow::Result<Dataset> {
         let mut users: HashMap<String, u32> = HashMap::new();
         let mut d = Dataset::default();
         for (n, e) in log.into_iter().enumerate() {
@@ -575,7 +575,7 @@ struct Pick {
 /// (user, instant, blocked items) while no new log event has been fed.
 struct Ranker<'a> {
     tuning: &'a Tuning,
-    weights: crate::profile::KindWeights,
+    weights: crate::rank::profile::KindWeights,
     memo: HashMap<(usize, i64, u64), Option<Pick>>,
     levels: HashMap<(usize, i64), f64>,
     epoch: usize,

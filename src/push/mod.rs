@@ -1,0 +1,7 @@
+//! Push decisions: `frequency/` is the pure policy (state, target frequency, hard limits,
+//! send time); `scheduler` claims due users from the store and commits the policy's plans.
+
+/// Push frequency policy: target frequency, feedback, hard limits, send time.
+pub mod frequency;
+/// Background push scheduler: claims due users, plans pushes into the outbox.
+pub mod scheduler;

@@ -1,0 +1,15 @@
+//! Pure ranking: everything here takes plain data and `now`, and touches no I/O, no tokio
+//! and no database (a test in `tests/layout.rs` keeps it so).
+
+/// In-memory catalog index (items by id and by category) built from the store.
+pub mod catalog;
+/// Context lift: how much each context raises each category, smoothed towards 1.
+pub mod context;
+/// Time decay functions: exponential, sigmoid, linear, none.
+pub mod decay;
+/// Interest vectors from decayed events.
+pub mod profile;
+/// Candidate generation, scoring, filters, diversity and reasons.
+pub mod scoring;
+/// Time-bucketed popularity, co-occurrence and context counts with bounded memory.
+pub mod stats;
