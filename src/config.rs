@@ -1,3 +1,4 @@
+// Over 400 lines: the loader, its layers and the validation of every section belong together.
 //! Configuration: `Settings` (read once at start) holding a reloadable `Tuning`.
 //!
 //! Layers, later wins: compiled-in defaults, `config/default.toml`, `config/{KAIROS_ENV}.toml`,

@@ -11,5 +11,7 @@ pub mod decay;
 pub mod profile;
 /// Candidate generation, scoring, filters, diversity and reasons.
 pub mod scoring;
+/// Time-bucketed counts decayed at query time (under stats and context).
+pub mod buckets;
 /// Time-bucketed popularity, co-occurrence and context counts with bounded memory.
 pub mod stats;

@@ -1,3 +1,4 @@
+// Over 400 lines: candidates, score and reasons are one pass over the same candidate table.
 //! Ranking: candidates → score → filters → diversity → top-K, every item with its reasons.
 //!
 //! Candidates come from bounded pools, never a catalogue scan: the user's own recent items,

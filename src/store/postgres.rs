@@ -1,3 +1,4 @@
+// Over 400 lines: one backend of the `Store` trait; its SQL stays in one place.
 //! PostgreSQL backend: batches as one UNNEST statement, every multi-row write in one
 //! transaction, work queues with `FOR UPDATE SKIP LOCKED`.
 

@@ -1,3 +1,4 @@
+// Over 400 lines: one backend of the `Store` trait; its SQL stays in one place.
 //! Embedded SQLite backend for one machine: WAL, `synchronous = FULL` (a 2xx means the
 //! commit reached the disk), batches as one statement over `json_each`.
 

@@ -1,3 +1,4 @@
+// Over 400 lines: one end-to-end script, step after step.
 //! `kairos demo`: the whole service on the real Taobao sample, end to end, in one command.
 //!
 //! 1. Starts the app in-process on a fresh embedded SQLite store in a temporary directory, on a

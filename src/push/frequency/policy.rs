@@ -1,3 +1,4 @@
+// Over 400 lines: the one decision function and the planner whose limits it applies.
 //! The decision: send now or skip (and why), and the send-time planner behind it.
 //!
 //! ## Pacing and the send window

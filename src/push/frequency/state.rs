@@ -1,3 +1,4 @@
+// Over 400 lines: one type and the transitions of its state machine, read together.
 //! `PushState`: everything the policy remembers about one user, and the updates that feedback,
 //! activity and sent pushes make to it. Stored as one JSON column by the store.
 

@@ -1,3 +1,4 @@
+// Over 400 lines: one scenario per rule of the policy.
 //! Behaviour of the whole policy: feedback, hard limits, send time, DST, holdout.
 
 use chrono::{DateTime, TimeDelta, TimeZone, Timelike, Utc};

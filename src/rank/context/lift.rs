@@ -1,9 +1,5 @@
-//! Context ("scene") sensitivity: how much each context lifts each category.
-//!
-//! A context is described by a few discrete keys ([`ContextKey`]): the device class, the band
-//! of the local hour ([`HourBand`]), weekday or weekend ([`DayType`]) and the country. `stats`
-//! counts (kind-weighted) events per category and key; from those counts [`ContextModel`]
-//! estimates the lift `P(category | key) / P(category)` of every category in every key.
+//! How much each context lifts each category: counts per category and context key, and
+//! the smoothed lift estimated from them.
 //!
 //! ## Smoothing
 //!
@@ -21,165 +17,145 @@
 //! over the request's keys (keys are treated as independent, naive-Bayes style), clamped to
 //! `±CONTEXT_SCORE_CLAMP`.
 
-use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc, Weekday};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use std::sync::{Arc, Mutex};
 
-use std::sync::Arc;
+use chrono::{DateTime, Utc};
 
+use super::ContextKey;
+use crate::rank::buckets::{DecayTable, Series};
 use crate::rank::catalog::{CatIdx, Catalog, IdxMap};
-use crate::domain::{Device, EventContext};
-use crate::rank::stats::ContextView;
+use crate::rank::decay::Decay;
 
 /// A category's context score never goes beyond `±` this (in natural-log units of lift).
 pub const CONTEXT_SCORE_CLAMP: f64 = 3.0;
+/// Width of the context-count buckets: one day (context patterns move slowly).
+const CONTEXT_BUCKET_SECS: i64 = 86_400;
 
-/// Band of the local hour of day.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum HourBand {
-    /// 00:00–05:59
-    Night,
-    /// 06:00–11:59
-    Morning,
-    /// 12:00–17:59
-    Afternoon,
-    /// 18:00–23:59
-    Evening,
+/// Kind-weighted event counts per category and context key, in daily buckets over a
+/// horizon; `stats` feeds them, [`ContextLifts`] reads them.
+#[derive(Debug)]
+pub struct ContextCounts {
+    horizon_secs: i64,
+    total: Series,
+    key: IdxMap<ContextKey, Series>,
+    cat: IdxMap<CatIdx, Series>,
+    pair: IdxMap<(CatIdx, ContextKey), Series>,
+    /// Lifts computed at most `cache_ttl` seconds earlier.
+    lifts: Mutex<Option<(DateTime<Utc>, Arc<ContextLifts>)>>,
 }
 
-impl HourBand {
-    pub const ALL: [HourBand; 4] = [HourBand::Night, HourBand::Morning, HourBand::Afternoon, HourBand::Evening];
-
-    /// The band of a local hour (0–23; larger values wrap).
-    pub fn from_hour(hour: u32) -> Self {
-        match hour % 24 {
-            0..=5 => HourBand::Night,
-            6..=11 => HourBand::Morning,
-            12..=17 => HourBand::Afternoon,
-            _ => HourBand::Evening,
+impl ContextCounts {
+    /// Empty counts kept for `horizon_secs`.
+    pub fn new(horizon_secs: i64) -> Self {
+        ContextCounts {
+            horizon_secs,
+            total: Series::default(),
+            key: IdxMap::default(),
+            cat: IdxMap::default(),
+            pair: IdxMap::default(),
+            lifts: Mutex::new(None),
         }
     }
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HourBand::Night => "night",
-            HourBand::Morning => "morning",
-            HourBand::Afternoon => "afternoon",
-            HourBand::Evening => "evening",
+    /// Counts one event of weight `w` on an item of `categories` (every ancestor) at `ts`.
+    pub fn observe(&mut self, categories: &[CatIdx], context: &[ContextKey], w: f32, ts: DateTime<Utc>) {
+        let day = u32::try_from(ts.timestamp().div_euclid(CONTEXT_BUCKET_SECS).max(0)).unwrap_or(u32::MAX);
+        self.total.add(day, w);
+        for &k in context {
+            self.key.entry(k).or_default().add(day, w);
         }
-    }
-}
-
-/// Weekday or weekend (Saturday and Sunday), in the user's local time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum DayType {
-    Weekday,
-    Weekend,
-}
-
-impl DayType {
-    pub fn from_weekend(weekend: bool) -> Self {
-        if weekend { DayType::Weekend } else { DayType::Weekday }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DayType::Weekday => "weekday",
-            DayType::Weekend => "weekend",
-        }
-    }
-}
-
-/// An ISO 3166-1 alpha-2 country code, stored upper case in two bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Country([u8; 2]);
-
-impl Country {
-    /// Parses two ASCII letters (any case); anything else is `None`.
-    pub fn parse(s: &str) -> Option<Self> {
-        let b = s.as_bytes();
-        (b.len() == 2 && b.iter().all(u8::is_ascii_alphabetic))
-            .then(|| Country([b[0].to_ascii_uppercase(), b[1].to_ascii_uppercase()]))
-    }
-
-    pub fn as_str(&self) -> &str {
-        // Always two ASCII letters by construction.
-        std::str::from_utf8(&self.0).unwrap_or("??")
-    }
-}
-
-/// One discrete context key that events and requests carry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ContextKey {
-    Device(Device),
-    HourBand(HourBand),
-    DayType(DayType),
-    Country(Country),
-}
-
-impl ContextKey {
-    /// `device=mobile`, `hour=night`, `day=weekend`, `country=DE`.
-    pub fn label(&self) -> String {
-        match self {
-            ContextKey::Device(d) => format!("device={}", d.as_str()),
-            ContextKey::HourBand(h) => format!("hour={}", h.as_str()),
-            ContextKey::DayType(d) => format!("day={}", d.as_str()),
-            ContextKey::Country(c) => format!("country={}", c.as_str()),
-        }
-    }
-}
-
-/// The context of a recommendation request. Hour and weekday are already in the user's local
-/// time (the caller converts with the user's time zone).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct RequestContext {
-    pub device: Option<Device>,
-    /// Local hour of day, 0–23.
-    pub local_hour: u32,
-    /// Saturday or Sunday in the user's local time.
-    pub weekend: bool,
-    /// ISO 3166-1 alpha-2 country code.
-    pub country: Option<String>,
-}
-
-impl RequestContext {
-    /// The context at local time `local`.
-    pub fn at<Tz: TimeZone>(local: &DateTime<Tz>, device: Option<Device>, country: Option<String>) -> Self {
-        RequestContext {
-            device,
-            local_hour: local.hour(),
-            weekend: matches!(local.weekday(), Weekday::Sat | Weekday::Sun),
-            country,
+        for &c in categories {
+            self.cat.entry(c).or_default().add(day, w);
+            for &k in context {
+                self.pair.entry((c, k)).or_default().add(day, w);
+            }
         }
     }
 
-    /// The keys of this context: device (if known), hour band, day type, country (if valid).
-    pub fn keys(&self) -> Vec<ContextKey> {
-        let mut keys = Vec::with_capacity(4);
-        if let Some(d) = self.device {
-            keys.push(ContextKey::Device(d));
+    /// Drops the days before the horizon at `now`.
+    pub fn prune(&mut self, now: DateTime<Utc>) {
+        let oldest_day = (now.timestamp() - self.horizon_secs).div_euclid(CONTEXT_BUCKET_SECS);
+        self.total.prune(oldest_day);
+        self.key.retain(|_, s| !s.prune(oldest_day));
+        self.cat.retain(|_, s| !s.prune(oldest_day));
+        self.pair.retain(|_, s| !s.prune(oldest_day));
+        self.clear_cache();
+    }
+
+    /// Forgets the cached lifts.
+    pub fn clear_cache(&self) {
+        *self.lifts.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Buckets held (for the statistics' sizes).
+    pub fn buckets(&self) -> usize {
+        self.pair.values().map(Series::len).sum()
+    }
+
+    /// A read view of the counts at `now` (undecayed, over the horizon).
+    pub fn view(&self, now: DateTime<Utc>) -> ContextView<'_> {
+        // Exactly the days `prune` keeps at `now`, whenever it last ran.
+        let now_s = now.timestamp();
+        let days = now_s.div_euclid(CONTEXT_BUCKET_SECS) - (now_s - self.horizon_secs).div_euclid(CONTEXT_BUCKET_SECS);
+        ContextView { counts: self, table: DecayTable::new(now, CONTEXT_BUCKET_SECS, days, &Decay::None) }
+    }
+
+    /// The smoothed lifts of every category of `catalog` at `now` with smoothing strength
+    /// `prior`: computed from [`ContextCounts::view`], or reused when computed at most
+    /// `ttl_secs` before `now` (never after it) with the same prior and catalogue size.
+    pub fn lifts(&self, now: DateTime<Utc>, catalog: &Catalog, prior: f64, ttl_secs: f64) -> Arc<ContextLifts> {
+        if ttl_secs > 0.0
+            && let Some((at, lifts)) = self.lifts.lock().unwrap_or_else(|e| e.into_inner()).as_ref()
+            && (0.0..=ttl_secs).contains(&crate::rank::decay::age_secs(now, *at))
+            && lifts.prior() == prior.max(1e-9)
+            && lifts.categories() == catalog.category_count()
+        {
+            return lifts.clone();
         }
-        keys.push(ContextKey::HourBand(HourBand::from_hour(self.local_hour)));
-        keys.push(ContextKey::DayType(DayType::from_weekend(self.weekend)));
-        if let Some(c) = self.country.as_deref().and_then(Country::parse) {
-            keys.push(ContextKey::Country(c));
+        let lifts = Arc::new(ContextLifts::compute(&self.view(now), catalog, prior));
+        if ttl_secs > 0.0 {
+            *self.lifts.lock().unwrap_or_else(|e| e.into_inner()) = Some((now, lifts.clone()));
         }
+        lifts
+    }
+}
+
+/// Context counts at one `now`: kind-weighted events over the horizon (not decayed).
+pub struct ContextView<'a> {
+    counts: &'a ContextCounts,
+    table: DecayTable,
+}
+
+impl ContextView<'_> {
+    /// All events.
+    pub fn total(&self) -> f64 {
+        self.counts.total.sum(&self.table)
+    }
+
+    /// Events in category `cat` (or a subcategory).
+    pub fn category_total(&self, cat: CatIdx) -> f64 {
+        self.counts.cat.get(&cat).map_or(0.0, |s| s.sum(&self.table))
+    }
+
+    /// Every context key with events, with its total, in key order.
+    pub fn keys(&self) -> Vec<(ContextKey, f64)> {
+        let mut keys: Vec<(ContextKey, f64)> =
+            self.counts.key.iter().map(|(&k, s)| (k, s.sum(&self.table))).filter(|&(_, n)| n > 0.0).collect();
+        keys.sort_by_key(|&(k, _)| k);
         keys
     }
+
+    /// Events in category `cat` with context key `key`.
+    pub fn pair(&self, cat: CatIdx, key: ContextKey) -> f64 {
+        self.counts.pair.get(&(cat, key)).map_or(0.0, |s| s.sum(&self.table))
+    }
 }
 
-/// The context keys of an event at `ts`, in time zone `tz` (the user's, or the event's own
-/// `context.timezone` if the caller prefers it).
-pub fn event_keys<Tz: TimeZone>(ts: DateTime<Utc>, tz: &Tz, ctx: &EventContext) -> Vec<ContextKey> {
-    RequestContext::at(&ts.with_timezone(tz), ctx.device, ctx.country.clone()).keys()
-}
 
 /// Smoothed lifts of every category of the catalogue in every context key the counts have
 /// seen, at one time. Computed in one pass, parents before children (a few thousand
 /// categories × a dozen keys: well under a millisecond), and shared by every request until
-/// `stats.cache_ttl_secs` have passed (see `Stats::context_lifts`).
+/// `stats.cache_ttl_secs` have passed (see [`ContextCounts::lifts`]).
 #[derive(Debug)]
 pub struct ContextLifts {
     prior: f64,
@@ -269,64 +245,26 @@ impl ContextModel {
     }
 }
 
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rank::catalog::{Catalog, tests::item};
-    use crate::rank::stats::{Observation, Stats, StatsConfig};
-    use chrono::{Duration, FixedOffset};
+    use crate::domain::Device;
+    use crate::rank::catalog::tests::item;
+    use crate::rank::context::RequestContext;
+    use chrono::{Duration, TimeZone};
 
-    #[test]
-    fn hours_fall_into_four_bands() {
-        assert_eq!(HourBand::from_hour(0), HourBand::Night);
-        assert_eq!(HourBand::from_hour(5), HourBand::Night);
-        assert_eq!(HourBand::from_hour(6), HourBand::Morning);
-        assert_eq!(HourBand::from_hour(12), HourBand::Afternoon);
-        assert_eq!(HourBand::from_hour(18), HourBand::Evening);
-        assert_eq!(HourBand::from_hour(23), HourBand::Evening);
-    }
-
-    #[test]
-    fn request_context_keys_come_from_local_time() {
-        // 2017-12-02 (a Saturday) 15:30 UTC is 23:30 in UTC+8.
-        let utc = Utc.with_ymd_and_hms(2017, 12, 2, 15, 30, 0).unwrap();
-        let local = utc.with_timezone(&FixedOffset::east_opt(8 * 3600).unwrap());
-        let ctx = RequestContext::at(&local, Some(Device::Mobile), Some("cn".into()));
-        assert_eq!((ctx.local_hour, ctx.weekend), (23, true));
-        assert_eq!(
-            ctx.keys(),
-            vec![
-                ContextKey::Device(Device::Mobile),
-                ContextKey::HourBand(HourBand::Evening),
-                ContextKey::DayType(DayType::Weekend),
-                ContextKey::Country(Country::parse("CN").unwrap()),
-            ]
-        );
-        let bare = RequestContext { local_hour: 9, country: Some("nowhere".into()), ..Default::default() };
-        assert_eq!(bare.keys().len(), 2, "no device, invalid country: hour and day only");
-        assert_eq!(ContextKey::Country(Country::parse("de").unwrap()).label(), "country=DE");
-    }
-
-    fn stats_with(log: &[(&str, &str, Device, u32)], catalog: &mut Catalog) -> (Stats, DateTime<Utc>) {
-        let mut stats = Stats::new(StatsConfig::default());
+    fn counts_with(log: &[(&str, &str, Device, u32)], catalog: &mut Catalog) -> (ContextCounts, DateTime<Utc>) {
+        let mut counts = ContextCounts::new(14 * 86_400);
         let t0 = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
-        for (n, &(user, cat, device, hour)) in log.iter().enumerate() {
+        for (n, &(_user, cat, device, hour)) in log.iter().enumerate() {
             let id = format!("{cat}-{n}");
             let idx = catalog.upsert(item(&id, cat, None));
             let ts = t0 + Duration::minutes(n as i64);
             let ctx = RequestContext { device: Some(device), local_hour: hour, weekend: false, country: None };
-            let keys = ctx.keys();
-            stats.observe(&Observation {
-                user,
-                item: idx,
-                categories: catalog.categories(idx),
-                brand: None,
-                weight: 1.0,
-                ts,
-                context: &keys,
-            });
+            counts.observe(catalog.categories(idx), &ctx.keys(), 1.0, ts);
         }
-        (stats, t0 + Duration::minutes(log.len() as i64))
+        (counts, t0 + Duration::minutes(log.len() as i64))
     }
 
     #[test]
@@ -338,9 +276,9 @@ mod tests {
             log.push(("u", "office", Device::Desktop, 10));
         }
         log.push(("u", "garden", Device::Mobile, 23));
-        let (stats, now) = stats_with(&log, &mut catalog);
+        let (counts, now) = counts_with(&log, &mut catalog);
         let mobile_night = RequestContext { device: Some(Device::Mobile), local_hour: 23, ..Default::default() };
-        let m = ContextModel::new(stats.context_lifts(now, &catalog, 5.0), &mobile_night.keys());
+        let m = ContextModel::new(counts.lifts(now, &catalog, 5.0, 0.0), &mobile_night.keys());
         let games = [catalog.category_idx("games").unwrap()];
         let office = [catalog.category_idx("office").unwrap()];
         let garden = [catalog.category_idx("garden").unwrap()];
@@ -355,9 +293,9 @@ mod tests {
 
     #[test]
     fn an_empty_log_lifts_nothing() {
-        let stats = Stats::new(StatsConfig::default());
+        let counts = ContextCounts::new(86_400);
         let keys = RequestContext { device: Some(Device::Tablet), ..Default::default() }.keys();
-        let m = ContextModel::new(stats.context_lifts(Utc::now(), &Catalog::new(), 10.0), &keys);
+        let m = ContextModel::new(counts.lifts(Utc::now(), &Catalog::new(), 10.0, 0.0), &keys);
         assert!(m.lifts(&[CatIdx(0)]).iter().all(|&l| (l - 1.0).abs() < 1e-12));
         assert_eq!(m.score(&[]), 0.0);
     }
@@ -366,8 +304,8 @@ mod tests {
     fn a_category_newer_than_the_lifts_and_an_unseen_key_are_handled_without_recomputing() {
         let mut catalog = Catalog::new();
         let log: Vec<_> = (0..100).flat_map(|_| [("u", "toys/cars", Device::Mobile, 20), ("u", "tools/saws", Device::Desktop, 20)]).collect();
-        let (stats, now) = stats_with(&log, &mut catalog);
-        let lifts = stats.context_lifts(now, &catalog, 5.0);
+        let (counts, now) = counts_with(&log, &mut catalog);
+        let lifts = counts.lifts(now, &catalog, 5.0, 0.0);
         // Added to the catalogue after the lifts were computed: it takes its parent's lift.
         let new = catalog.upsert(item("late", "toys/dolls", None));
         let dolls = catalog.categories(new).to_vec();
@@ -389,9 +327,9 @@ mod tests {
             log.push(("u", "tools/saws", Device::Desktop, 20));
         }
         log.push(("u", "toys/dolls", Device::Mobile, 20));
-        let (stats, now) = stats_with(&log, &mut catalog);
+        let (counts, now) = counts_with(&log, &mut catalog);
         let keys = RequestContext { device: Some(Device::Mobile), local_hour: 20, ..Default::default() }.keys();
-        let m = ContextModel::new(stats.context_lifts(now, &catalog, 5.0), &keys);
+        let m = ContextModel::new(counts.lifts(now, &catalog, 5.0, 0.0), &keys);
         let dolls = catalog.category_path(catalog.category_idx("toys/dolls").unwrap());
         let toys = m.lifts(&dolls[..1])[0];
         let d = m.lifts(&dolls)[0];

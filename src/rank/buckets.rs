@@ -1,0 +1,172 @@
+//! Time-bucketed counts decayed at query time: the storage under every statistic of
+//! `stats` and `context`.
+//!
+//! Nothing here stores a decayed value. A [`Series`] keeps kind-weighted counts per time
+//! bucket; a query builds a [`DecayTable`] (the decay weight of each bucket age at its
+//! `now`) and sums. Changing a decay constant therefore changes the next answer with no
+//! rebuild. A bucket's age is measured from its middle, so ages are exact to ± half a bucket.
+//! When a map of series outgrows its cap, what is kept is the top by recency-weighted mass
+//! `Σ w · (1 − age/horizon)`, a rule that does not depend on any decay constant.
+
+use crate::rank::catalog::{IdxMap, IdxSet, ItemIdx};
+use crate::rank::decay::Decay;
+use chrono::{DateTime, Utc};
+
+/// Kind-weighted counts per time bucket, oldest first. Buckets are indices since the Unix
+/// epoch (`ts / width`).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Series(Vec<(u32, f32)>);
+
+impl Series {
+    #[inline]
+    pub(crate) fn add(&mut self, bucket: u32, w: f32) {
+        match self.0.last_mut() {
+            Some((b, v)) if *b == bucket => *v += w,
+            Some((b, _)) if *b > bucket => match self.0.binary_search_by_key(&bucket, |&(b, _)| b) {
+                Ok(i) => self.0[i].1 += w,
+                Err(i) => self.0.insert(i, (bucket, w)),
+            },
+            _ => self.0.push((bucket, w)),
+        }
+    }
+
+    /// Decayed sum, as seen from the table's `now`.
+    #[inline]
+    pub(crate) fn sum(&self, table: &DecayTable) -> f64 {
+        let mut s = 0.0;
+        for &(b, w) in self.0.iter().rev() {
+            let b = i64::from(b);
+            if b > table.now_bucket {
+                continue;
+            }
+            let Some(&d) = table.w.get((table.now_bucket - b) as usize) else { break };
+            s += f64::from(w) * d;
+        }
+        s
+    }
+
+    /// Number of buckets held.
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Drops buckets before `oldest`; true if nothing is left.
+    pub(crate) fn prune(&mut self, oldest: i64) -> bool {
+        let keep_from = self.0.partition_point(|&(b, _)| i64::from(b) < oldest);
+        if keep_from > 0 {
+            self.0.drain(..keep_from);
+        }
+        self.0.is_empty()
+    }
+
+    /// `Σ w · (1 − age/horizon)`: the decay-independent rank used to evict over caps.
+    fn recency_mass(&self, now_bucket: i64, horizon_buckets: i64) -> f64 {
+        let h = horizon_buckets.max(1) as f64;
+        self.0
+            .iter()
+            .map(|&(b, w)| f64::from(w) * (1.0 - ((now_bucket - i64::from(b)).max(0) as f64 / h)).max(0.0))
+            .sum()
+    }
+}
+
+/// Decay weight per bucket age, computed once per query.
+#[derive(Clone, Debug)]
+pub(crate) struct DecayTable {
+    pub(crate) now_bucket: i64,
+    /// `w[i]`: weight of bucket `now_bucket − i`; empty beyond the horizon.
+    w: Vec<f64>,
+}
+
+impl DecayTable {
+    pub(crate) fn new(now: DateTime<Utc>, width: i64, horizon_buckets: i64, decay: &Decay) -> Self {
+        let now_s = now.timestamp();
+        let now_bucket = now_s.div_euclid(width);
+        let offset = now_s.rem_euclid(width) as f64;
+        let len = (horizon_buckets + 1).max(1) as usize;
+        let half = width as f64 / 2.0;
+        let age = |i: usize| offset + (i as f64) * width as f64 - half;
+        let w = match *decay {
+            // Same values as `Decay::weight`, by recurrence (one exp instead of `len`).
+            Decay::Exponential { half_life_hours } => {
+                let rate = std::f64::consts::LN_2 / (half_life_hours * 3600.0);
+                let step = (-rate * width as f64).exp();
+                let mut w = Vec::with_capacity(len);
+                // Bucket 0's middle may lie ahead of `now`: its age is clamped to 0.
+                w.push(decay.weight(age(0)));
+                let mut cur = decay.weight(age(1).max(0.0));
+                for _ in 1..len {
+                    w.push(cur);
+                    cur *= step;
+                }
+                w
+            }
+            _ => (0..len).map(|i| decay.weight(age(i))).collect(),
+        };
+        DecayTable { now_bucket, w }
+    }
+}
+
+/// Keeps the `cap` entries of `map` with the largest recency-weighted mass.
+/// Drops the buckets of `map` before `oldest` and its entries over `cap`; true if it is empty.
+pub(crate) fn trim<K: Copy + Eq + std::hash::Hash + Ord>(map: &mut IdxMap<K, Series>, oldest: i64, cap: usize, now_bucket: i64, horizon_buckets: i64) -> bool {
+    map.retain(|_, s| !s.prune(oldest));
+    enforce_cap(map, cap, now_bucket, horizon_buckets);
+    map.is_empty()
+}
+
+/// [`trim`] on the inner maps of `keys`, removing those left empty.
+pub(crate) fn trim_keys<K: Copy + Eq + std::hash::Hash>(
+    map: &mut IdxMap<K, IdxMap<ItemIdx, Series>>,
+    keys: IdxSet<K>,
+    oldest: i64,
+    cap: usize,
+    now_bucket: i64,
+    horizon_buckets: i64,
+) {
+    for k in keys {
+        if map.get_mut(&k).is_some_and(|inner| trim(inner, oldest, cap, now_bucket, horizon_buckets)) {
+            map.remove(&k);
+        }
+    }
+}
+
+fn enforce_cap<K: Copy + Eq + std::hash::Hash + Ord>(
+    map: &mut IdxMap<K, Series>,
+    cap: usize,
+    now_bucket: i64,
+    horizon_buckets: i64,
+) {
+    if map.len() <= cap {
+        return;
+    }
+    let scored: Vec<(K, f64)> = map.iter().map(|(&k, s)| (k, s.recency_mass(now_bucket, horizon_buckets))).collect();
+    let keep: IdxSet<K> = top_n(scored, cap).into_iter().map(|(k, _)| k).collect();
+    map.retain(|k, _| keep.contains(k));
+}
+
+/// The `n` entries with the largest score, best first; ties by key, so results are
+/// deterministic. `O(len + n log n)`.
+pub(crate) fn top_n<K: Copy + Ord>(mut v: Vec<(K, f64)>, n: usize) -> Vec<(K, f64)> {
+    let cmp = |a: &(K, f64), b: &(K, f64)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    if n == 0 {
+        return Vec::new();
+    }
+    if v.len() > n {
+        v.select_nth_unstable_by(n - 1, cmp);
+        v.truncate(n);
+    }
+    v.sort_unstable_by(cmp);
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_n_breaks_ties_by_key() {
+        let v = vec![(3u32, 1.0), (1, 2.0), (2, 1.0), (0, 0.5)];
+        assert_eq!(top_n(v.clone(), 3), vec![(1, 2.0), (2, 1.0), (3, 1.0)]);
+        assert_eq!(top_n(v, 10).len(), 4);
+    }
+}

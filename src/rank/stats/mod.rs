@@ -1,0 +1,400 @@
+//! Time-bucketed popularity ("trending"), item-to-item co-occurrence and context counts,
+//! shared by the service and the offline evaluation.
+//!
+//! ## Decay at query time
+//!
+//! Nothing here stores a decayed value. Every statistic is kept as kind-weighted counts per
+//! time bucket (`stats.bucket_minutes`, hourly by default; daily for the context counts),
+//! and a query applies the decay function it is given to the buckets' ages. Changing a decay
+//! constant in config therefore changes the very next answer, with no rebuild. (A bucket's
+//! age is measured from its middle, so ages are exact to ± half a bucket.)
+//!
+//! What *is* baked in at observation time, and needs a replay of the log to change: the kind
+//! weights (each observation carries its weight), the bucket width, the co-occurrence window,
+//! and the caps below.
+//!
+//! ## Bounded memory
+//!
+//! - Buckets older than `stats.horizon_hours` are dropped (and ignored by queries even
+//!   before they are dropped).
+//! - Each popularity segment keeps at most `max_items_per_segment` items, each item at most
+//!   `max_neighbours` co-occurring items, each user at most `max_recent_per_user` recent items
+//!   (and only those inside the co-occurrence window).
+//! - Pruning runs by itself whenever an observation opens a new bucket, so memory is bounded
+//!   by the number of distinct keys active in one horizon, whatever the length of the log.
+//!   When a cap is exceeded, what is kept is the top by recency-weighted mass
+//!   `Σ w · (1 − age/horizon)`, a rule that does not depend on any decay constant.
+//!
+//! ## No look-ahead
+//!
+//! A query at `now` ignores every bucket that starts after `now` and measures ages from `now`.
+//! Stats is fed in time order (the evaluation feeds the log event by event and queries
+//! *before* observing the event it predicts; the service observes events as they arrive), so
+//! everything it holds at a query is the past. If a caller observes an event later than `now`
+//! and then queries at `now`, an observation in the *same* bucket as `now` would be counted:
+//! [`Stats::watermark`] tells the latest observation, and queries are exact whenever
+//! `now ≥ watermark`, which is how both callers use it. Cached trending and co-occurrence lists
+//! (see `stats.cache_ttl_secs`) are reused only at a `now` no earlier than when they were computed.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::rank::buckets::{DecayTable, Series, trim, trim_keys};
+use crate::rank::catalog::{BrandIdx, CatIdx, Catalog, IdxMap, IdxSet, ItemIdx, StrMap};
+use crate::rank::context::{ContextCounts, ContextKey, ContextLifts, ContextView};
+use crate::rank::decay::Decay;
+
+mod view;
+#[cfg(test)]
+mod tests;
+
+pub use view::{Popularity, StatsView};
+use view::{CacheKey, Cached};
+
+/// Settings of the statistics. Changing any of them needs a rebuild (a replay of the log);
+/// decay constants are not among them (they are applied at query time).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StatsConfig {
+    /// Width of a popularity / co-occurrence time bucket, in minutes.
+    pub bucket_minutes: u32,
+    /// Statistics older than this are dropped, in hours.
+    pub horizon_hours: f64,
+    /// Two items touched by the same user within this many minutes co-occur.
+    pub cooccurrence_window_minutes: f64,
+    /// Co-occurring items kept per item (the top by recency-weighted count).
+    pub max_neighbours: usize,
+    /// Items kept per popularity segment (global, each context key, category, brand).
+    pub max_items_per_segment: usize,
+    /// Recent items remembered per user, to pair with the next ones.
+    pub max_recent_per_user: usize,
+    /// How long computed trending lists, segment scores, co-occurrence lists and context lifts
+    /// may be reused, in seconds (0: never cached).
+    pub cache_ttl_secs: f64,
+}
+
+impl Default for StatsConfig {
+    fn default() -> Self {
+        StatsConfig {
+            bucket_minutes: 60,
+            horizon_hours: 14.0 * 24.0,
+            cooccurrence_window_minutes: 60.0,
+            max_neighbours: 50,
+            max_items_per_segment: 10_000,
+            max_recent_per_user: 30,
+            cache_ttl_secs: 30.0,
+        }
+    }
+}
+
+impl StatsConfig {
+    /// Checks every value; errors name the key under `stats.`.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.bucket_minutes == 0 || self.bucket_minutes > 24 * 60 {
+            return Err(format!("stats.bucket_minutes must be in 1..=1440 (got {})", self.bucket_minutes));
+        }
+        for (key, v) in [("horizon_hours", self.horizon_hours), ("cooccurrence_window_minutes", self.cooccurrence_window_minutes)] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!("stats.{key} must be > 0 and finite (got {v})"));
+            }
+        }
+        if self.horizon_hours * 60.0 < f64::from(self.bucket_minutes) {
+            return Err("stats.horizon_hours must cover at least one bucket (stats.bucket_minutes)".into());
+        }
+        for (key, v) in [
+            ("max_neighbours", self.max_neighbours),
+            ("max_items_per_segment", self.max_items_per_segment),
+            ("max_recent_per_user", self.max_recent_per_user),
+        ] {
+            if v == 0 {
+                return Err(format!("stats.{key} must be ≥ 1"));
+            }
+        }
+        if !(self.cache_ttl_secs.is_finite() && self.cache_ttl_secs >= 0.0) {
+            return Err(format!("stats.cache_ttl_secs must be ≥ 0 (got {})", self.cache_ttl_secs));
+        }
+        Ok(())
+    }
+}
+
+/// A popularity segment: which events an item's popularity counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Segment {
+    /// Every event.
+    Global,
+    /// Events that carried this context key (device, hour band, day type, country).
+    Context(ContextKey),
+    /// Events on items in this category (or a subcategory).
+    Category(CatIdx),
+    /// Events on items of this brand.
+    Brand(BrandIdx),
+}
+
+/// One event, as stats sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct Observation<'a> {
+    pub user: &'a str,
+    pub item: ItemIdx,
+    /// The item's category and every ancestor, root first (`Catalog::categories`).
+    pub categories: &'a [CatIdx],
+    pub brand: Option<BrandIdx>,
+    /// The kind weight of the event. Events with weight ≤ 0 (dismiss, return) are not
+    /// counted: popularity and co-occurrence measure attention, not approval.
+    pub weight: f64,
+    pub ts: DateTime<Utc>,
+    /// The event's context keys (`context::event_keys`).
+    pub context: &'a [ContextKey],
+}
+/// A user's recently touched item, to pair with the next ones.
+#[derive(Clone, Copy, Debug)]
+struct Recent {
+    item: ItemIdx,
+    ts: i64,
+    weight: f32,
+}
+
+/// Sizes of the statistics, for metrics and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct StatsSizes {
+    pub segments: usize,
+    pub segment_items: usize,
+    pub items_with_neighbours: usize,
+    pub neighbour_pairs: usize,
+    pub users: usize,
+    pub buckets: usize,
+}
+
+/// Popularity, co-occurrence and context counts. See the module documentation.
+#[derive(Debug)]
+pub struct Stats {
+    cfg: StatsConfig,
+    width: i64,
+    horizon_buckets: i64,
+    pop: IdxMap<Segment, IdxMap<ItemIdx, Series>>,
+    /// Popularity of each event's leaf category.
+    leaf_pop: IdxMap<CatIdx, Series>,
+    cooc: IdxMap<ItemIdx, IdxMap<ItemIdx, Series>>,
+    recent: StrMap<Box<str>, VecDeque<Recent>>,
+    /// Context counts (daily buckets), from which context lifts are estimated.
+    context: ContextCounts,
+    watermark: Option<DateTime<Utc>>,
+    last_prune_bucket: i64,
+    /// Bucket of the last full prune (every series scanned), see [`Stats::observe`].
+    last_full_prune_bucket: i64,
+    /// Popularity segments and co-occurrence sources written since the last prune: the caps
+    /// are enforced on them at every new bucket without scanning everything.
+    dirty_segments: IdxSet<Segment>,
+    dirty_sources: IdxSet<ItemIdx>,
+    observed: u64,
+    cache: Mutex<IdxMap<CacheKey, Cached>>,
+    /// `CacheKey::Neighbours` entries, apart: there are many more of them, and clearing
+    /// them when full must not drop the segment scores.
+    neighbour_cache: Mutex<IdxMap<CacheKey, Cached>>,
+}
+
+impl Stats {
+    /// Empty statistics. `cfg` should have passed [`StatsConfig::validate`]; out-of-range
+    /// values are clamped to something usable.
+    pub fn new(cfg: StatsConfig) -> Self {
+        let width = i64::from(cfg.bucket_minutes.clamp(1, 1440)) * 60;
+        let horizon_buckets = ((cfg.horizon_hours.max(0.0) * 3600.0) / width as f64).ceil().max(1.0) as i64;
+        Stats {
+            cfg,
+            width,
+            horizon_buckets,
+            pop: IdxMap::default(),
+            leaf_pop: IdxMap::default(),
+            cooc: IdxMap::default(),
+            recent: StrMap::default(),
+            context: ContextCounts::new(horizon_buckets * width),
+            watermark: None,
+            last_prune_bucket: i64::MIN,
+            last_full_prune_bucket: i64::MIN,
+            dirty_segments: IdxSet::default(),
+            dirty_sources: IdxSet::default(),
+            observed: 0,
+            cache: Mutex::new(IdxMap::default()),
+            neighbour_cache: Mutex::new(IdxMap::default()),
+        }
+    }
+
+    /// The settings these statistics were built with.
+    pub fn config(&self) -> &StatsConfig {
+        &self.cfg
+    }
+
+    /// The latest timestamp observed. Queries at `now ≥ watermark` see exactly the past.
+    pub fn watermark(&self) -> Option<DateTime<Utc>> {
+        self.watermark
+    }
+
+    /// Number of observations counted (weight > 0).
+    pub fn observed(&self) -> u64 {
+        self.observed
+    }
+
+    fn bucket_of(&self, ts: DateTime<Utc>) -> u32 {
+        u32::try_from(ts.timestamp().div_euclid(self.width).max(0)).unwrap_or(u32::MAX)
+    }
+
+    /// Counts one event. Meant to be fed in time order; a late event lands in its own bucket.
+    pub fn observe(&mut self, o: &Observation<'_>) {
+        if !(o.weight > 0.0 && o.weight.is_finite()) {
+            return;
+        }
+        let bucket = self.bucket_of(o.ts);
+        if i64::from(bucket) > self.last_prune_bucket {
+            // At each new bucket the caps are enforced where something was written; every
+            // series is scanned for expired buckets only every eighth of the horizon, since
+            // queries ignore buckets past the horizon anyway. Scanning everything at every
+            // bucket made folding a long log quadratic.
+            if self.last_prune_bucket == i64::MIN {
+                self.last_full_prune_bucket = i64::from(bucket);
+            } else if i64::from(bucket) - self.last_full_prune_bucket >= (self.horizon_buckets / 8).max(1) {
+                self.prune(o.ts);
+            } else {
+                self.prune_written(o.ts);
+            }
+            self.last_prune_bucket = i64::from(bucket);
+        }
+        let w = o.weight as f32;
+        let mut add_pop = |seg: Segment| {
+            self.pop.entry(seg).or_default().entry(o.item).or_default().add(bucket, w);
+            self.dirty_segments.insert(seg);
+        };
+        add_pop(Segment::Global);
+        for &k in o.context {
+            add_pop(Segment::Context(k));
+        }
+        for &c in o.categories {
+            add_pop(Segment::Category(c));
+        }
+        if let Some(b) = o.brand {
+            add_pop(Segment::Brand(b));
+        }
+        if let Some(&leaf) = o.categories.last() {
+            self.leaf_pop.entry(leaf).or_default().add(bucket, w);
+        }
+
+        self.context.observe(o.categories, o.context, w, o.ts);
+
+        self.observe_cooccurrence(o, bucket, w);
+        self.watermark = Some(self.watermark.map_or(o.ts, |m| m.max(o.ts)));
+        self.observed += 1;
+    }
+
+    fn observe_cooccurrence(&mut self, o: &Observation<'_>, bucket: u32, w: f32) {
+        let window = (self.cfg.cooccurrence_window_minutes * 60.0) as i64;
+        let ts = o.ts.timestamp();
+        let list = match self.recent.get_mut(o.user) {
+            Some(l) => l,
+            None => self.recent.entry(o.user.into()).or_default(),
+        };
+        list.retain(|r| r.item != o.item && (ts - r.ts).abs() <= window);
+        for r in list.iter() {
+            // Geometric mean of the two kind weights: two purchases weigh more than two views.
+            let pw = (w * r.weight).sqrt();
+            self.cooc.entry(o.item).or_default().entry(r.item).or_default().add(bucket, pw);
+            self.cooc.entry(r.item).or_default().entry(o.item).or_default().add(bucket, pw);
+            self.dirty_sources.insert(o.item);
+            self.dirty_sources.insert(r.item);
+        }
+        list.push_back(Recent { item: o.item, ts, weight: w });
+        while list.len() > self.cfg.max_recent_per_user.max(1) {
+            list.pop_front();
+        }
+    }
+
+    /// Drops what is older than the horizon at `now` and enforces every cap. Runs by itself
+    /// from `observe` every eighth of the horizon (and [`Stats::prune_written`] at each new
+    /// bucket); callers may run it more often.
+    pub fn prune(&mut self, now: DateTime<Utc>) {
+        self.dirty_segments.clear();
+        self.dirty_sources.clear();
+        let now_bucket = now.timestamp().div_euclid(self.width);
+        self.last_full_prune_bucket = now_bucket;
+        let oldest = now_bucket - self.horizon_buckets;
+        let hb = self.horizon_buckets;
+        let cap_items = self.cfg.max_items_per_segment.max(1);
+        self.pop.retain(|_, items| !trim(items, oldest, cap_items, now_bucket, hb));
+        self.leaf_pop.retain(|_, s| !s.prune(oldest));
+        let cap_n = self.cfg.max_neighbours.max(1);
+        self.cooc.retain(|_, ns| !trim(ns, oldest, cap_n, now_bucket, hb));
+        let window = (self.cfg.cooccurrence_window_minutes * 60.0) as i64;
+        let now_s = now.timestamp();
+        self.recent.retain(|_, l| {
+            l.retain(|r| now_s - r.ts <= window);
+            !l.is_empty()
+        });
+        self.context.prune(now);
+        self.clear_caches();
+    }
+
+    /// [`Stats::prune`] limited to the segments and co-occurrence sources written since the
+    /// last prune: expired buckets dropped and caps enforced there.
+    fn prune_written(&mut self, now: DateTime<Utc>) {
+        let now_bucket = now.timestamp().div_euclid(self.width);
+        let oldest = now_bucket - self.horizon_buckets;
+        let hb = self.horizon_buckets;
+        let (segments, sources) = (std::mem::take(&mut self.dirty_segments), std::mem::take(&mut self.dirty_sources));
+        trim_keys(&mut self.pop, segments, oldest, self.cfg.max_items_per_segment.max(1), now_bucket, hb);
+        trim_keys(&mut self.cooc, sources, oldest, self.cfg.max_neighbours.max(1), now_bucket, hb);
+        self.clear_caches();
+    }
+
+    fn clear_caches(&self) {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.neighbour_cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.context.clear_cache();
+    }
+
+    /// The smoothed context lifts of every category of `catalog` at `now` with smoothing
+    /// strength `prior`, reused for `cache_ttl_secs` (see [`ContextCounts::lifts`]).
+    pub fn context_lifts(&self, now: DateTime<Utc>, catalog: &Catalog, prior: f64) -> Arc<ContextLifts> {
+        self.context.lifts(now, catalog, prior, self.cfg.cache_ttl_secs)
+    }
+
+    /// A read view for queries at `now` with `decay` (popularity, co-occurrence).
+    pub fn view(&self, now: DateTime<Utc>, decay: &Decay) -> StatsView<'_> {
+        StatsView {
+            stats: self,
+            now,
+            decay_key: decay.cache_key(),
+            table: DecayTable::new(now, self.width, self.horizon_buckets, decay),
+        }
+    }
+
+    /// A read view of the context counts at `now` (undecayed, over the horizon).
+    pub fn context_view(&self, now: DateTime<Utc>) -> ContextView<'_> {
+        self.context.view(now)
+    }
+
+    /// Top `n` items of a segment at `now` under `decay` (shorthand for `view(..).trending`).
+    pub fn trending(&self, segment: Segment, now: DateTime<Utc>, decay: &Decay, n: usize) -> Vec<(ItemIdx, f64)> {
+        self.view(now, decay).trending(segment, n)
+    }
+
+    /// Top `n` co-occurring items of `item` at `now` under `decay`.
+    pub fn neighbours(&self, item: ItemIdx, now: DateTime<Utc>, decay: &Decay, n: usize) -> Vec<(ItemIdx, f64)> {
+        self.view(now, decay).neighbours(item, n)
+    }
+
+    /// How much is held, for metrics and memory tests.
+    pub fn sizes(&self) -> StatsSizes {
+        let mut s = StatsSizes { segments: self.pop.len(), users: self.recent.len(), ..Default::default() };
+        for items in self.pop.values() {
+            s.segment_items += items.len();
+            s.buckets += items.values().map(|x| x.len()).sum::<usize>();
+        }
+        s.items_with_neighbours = self.cooc.len();
+        for ns in self.cooc.values() {
+            s.neighbour_pairs += ns.len();
+            s.buckets += ns.values().map(|x| x.len()).sum::<usize>();
+        }
+        s.buckets += self.context.buckets();
+        s
+    }
+}
