@@ -28,7 +28,7 @@ use kairos::rank::context::{RequestContext, event_keys};
 use kairos::rank::decay::Decay;
 use kairos::domain::{Device, Event, EventContext, EventProps, Item};
 use kairos::rank::profile::{InterestVector, KindWeights, ProfileParams};
-use kairos::rank::scoring::{Request, ScoringConfig, rank};
+use kairos::rank::scoring::{Request, Scorer, ScoringConfig};
 use kairos::rank::stats::{Observation, Stats, StatsConfig};
 
 const LEAVES: u64 = 1000;
@@ -39,9 +39,7 @@ fn now() -> DateTime<Utc> {
 }
 
 fn kind_weights() -> KindWeights {
-    let mut w: KindWeights = KINDS.iter().map(|&(k, v)| (k.to_owned(), v)).collect();
-    w.insert("dismiss".into(), -1.0);
-    w
+    KindWeights::new(KINDS.iter().map(|&(k, v)| (k, v, true)).chain([("dismiss", -1.0, true)]))
 }
 
 fn category(leaf: u64) -> Vec<String> {
@@ -124,7 +122,7 @@ fn stats(catalog: &Catalog, cfg: StatsConfig, users: usize, per_user: usize, see
             item: idx,
             categories: catalog.categories(idx),
             brand: catalog.brand(idx),
-            weight: weights.get(&e.kind).copied().unwrap_or(0.0),
+            weight: weights.weight(&e.kind),
             ts: e.ts,
             context: &keys,
         });
@@ -195,7 +193,7 @@ fn bench_recommend(c: &mut Criterion) {
                     let h = &users_hist[n];
                     let profile = InterestVector::build(h, &cat, &params, now());
                     let req = Request { n: 10, context: ctx.clone(), exclude: &exclude };
-                    rank(&req, &profile, h, &cat, &st, &cfg, now())
+                    Scorer { catalog: &cat, stats: &st, kinds: &weights, cfg: &cfg, model: None }.rank(&req, &profile, h, now())
                 })
             });
         }
@@ -206,7 +204,7 @@ fn bench_recommend(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("top10_cold_start", format!("{}k_items_warm", items / 1000)), |b| {
             b.iter(|| {
                 let req = Request { n: 10, context: ctx.clone(), exclude: &exclude };
-                rank(&req, &empty, &[], &cat, &st, &cfg, now())
+                Scorer { catalog: &cat, stats: &st, kinds: &weights, cfg: &cfg, model: None }.rank(&req, &empty, &[], now())
             })
         });
     }

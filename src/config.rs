@@ -186,7 +186,7 @@ pub struct Tuning {
 
 impl Tuning {
     pub fn kind_weights(&self) -> crate::rank::profile::KindWeights {
-        self.kinds.iter().map(|(k, v)| (k.clone(), v.weight)).collect()
+        crate::rank::profile::KindWeights::new(self.kinds.iter().map(|(k, v)| (k.as_str(), v.weight, v.item)))
     }
 }
 

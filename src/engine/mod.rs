@@ -27,7 +27,7 @@ use crate::rank::context::RequestContext;
 use crate::rank::decay::Decay;
 use crate::push::frequency::PushState;
 use crate::rank::profile::{Evidence, InterestVector, KindWeights, ProfileParams, Touch};
-use crate::rank::scoring::{Request as ScoringRequest, Scored, rank};
+use crate::rank::scoring::{Request as ScoringRequest, Scored, Scorer};
 use crate::domain::{Event, Item, User};
 use crate::push::frequency::ActivityHistogram;
 use crate::rank::stats::{Stats, StatsConfig};
@@ -315,7 +315,9 @@ impl Engine {
             let stats = self.stats.read().expect("stats lock");
             let profile = self.cached_profile(user_id, &view, &catalog, &tuning, req.at);
             let request = ScoringRequest { n: req.n, context: context.clone(), exclude: &exclude };
-            rank(&request, &profile, &view.events, &catalog, &stats, &tuning.scoring, req.at)
+            let kinds = self.kind_weights(&tuning);
+            let scorer = Scorer { catalog: &catalog, stats: &stats, kinds: &kinds, cfg: &tuning.scoring, model: None };
+            scorer.rank(&request, &profile, &view.events, req.at)
         };
         Ok(RecommendationResponse {
             user_id: user_id.to_string(),
@@ -358,7 +360,9 @@ impl Engine {
         let exclude: HashSet<String> = blocked.iter().cloned().collect();
         let context = RequestContext::at(&now.with_timezone(&user.timezone), None, None);
         let request = ScoringRequest { n: 1, context, exclude: &exclude };
-        let ranking = rank(&request, &profile, history, &catalog, &stats, &tuning.scoring, now);
+        let kinds = self.kind_weights(&tuning);
+        let scorer = Scorer { catalog: &catalog, stats: &stats, kinds: &kinds, cfg: &tuning.scoring, model: None };
+        let ranking = scorer.rank(&request, &profile, history, now);
         let best = ranking.items.into_iter().next().map(|s| CandidateItem {
             item_id: s.item_id,
             score: s.score,

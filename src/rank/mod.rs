@@ -7,8 +7,12 @@ pub mod catalog;
 pub mod context;
 /// Time decay functions: exponential, sigmoid, linear, none.
 pub mod decay;
+/// The signals of a (user, candidate, context): hand-set parts and learned features.
+pub mod features;
 /// Interest vectors from decayed events.
 pub mod profile;
+/// The learned ranker: a linear model over standardised features, stored as data.
+pub mod ranker;
 /// Candidate generation, scoring, filters, diversity and reasons.
 pub mod scoring;
 /// Time-bucketed counts decayed at query time (under stats and context).

@@ -36,8 +36,59 @@ pub struct Evidence {
     pub contribution: f64,
 }
 
-/// The weight of each event kind, by name.
-pub type KindWeights = StrMap<String, f64>;
+/// The event kinds of a tuning: each kind's weight, and for a kind that names an item its
+/// slot (its place among those kinds, by name), under which the per-kind signals of the
+/// learned ranker are kept. At most [`MAX_KIND_SLOTS`] kinds get a slot.
+#[derive(Clone, Debug, Default)]
+pub struct KindWeights {
+    by_name: StrMap<String, (f64, Option<u8>)>,
+    item_kinds: Vec<String>,
+}
+
+/// Item kinds with a slot of their own.
+pub const MAX_KIND_SLOTS: usize = 32;
+
+impl KindWeights {
+    /// From `(kind, weight, names an item)`.
+    pub fn new<'a>(kinds: impl IntoIterator<Item = (&'a str, f64, bool)>) -> Self {
+        let mut kinds: Vec<(&str, f64, bool)> = kinds.into_iter().collect();
+        kinds.sort_by(|a, b| a.0.cmp(b.0));
+        let mut out = KindWeights::default();
+        for (name, weight, item) in kinds {
+            let slot = (item && out.item_kinds.len() < MAX_KIND_SLOTS).then(|| {
+                out.item_kinds.push(name.to_string());
+                (out.item_kinds.len() - 1) as u8
+            });
+            out.by_name.insert(name.to_string(), (weight, slot));
+        }
+        out
+    }
+
+    /// The weight of `kind` (0 for kinds not configured).
+    #[inline]
+    pub fn weight(&self, kind: &str) -> f64 {
+        self.by_name.get(kind).map_or(0.0, |k| k.0)
+    }
+
+    /// The slot of an item kind.
+    #[inline]
+    pub fn slot(&self, kind: &str) -> Option<u8> {
+        self.by_name.get(kind).and_then(|k| k.1)
+    }
+
+    /// The item kinds with a slot, in slot order.
+    pub fn item_kinds(&self) -> &[String] {
+        &self.item_kinds
+    }
+}
+
+impl FromIterator<(String, f64)> for KindWeights {
+    /// Every kind names an item.
+    fn from_iter<I: IntoIterator<Item = (String, f64)>>(iter: I) -> Self {
+        let kinds: Vec<(String, f64)> = iter.into_iter().collect();
+        KindWeights::new(kinds.iter().map(|(k, w)| (k.as_str(), *w, true)))
+    }
+}
 
 impl Evidence {
     /// `event`, shown as having contributed `contribution`.
@@ -92,6 +143,8 @@ pub struct Touch {
     pub item: Option<ItemIdx>,
     /// `w_kind` of the event's kind (0 for kinds not configured).
     pub weight: f64,
+    /// The kind's slot ([`KindWeights::slot`]).
+    pub slot: Option<u8>,
     pub ts: DateTime<Utc>,
 }
 
@@ -102,7 +155,8 @@ impl Touch {
             .iter()
             .map(|e| Touch {
                 item: e.item_id.as_deref().and_then(|id| catalog.idx(id)),
-                weight: kind_weights.get(&e.kind).copied().unwrap_or(0.0),
+                weight: kind_weights.weight(&e.kind),
+                slot: kind_weights.slot(&e.kind),
                 ts: e.ts,
             })
             .collect()
@@ -120,8 +174,29 @@ pub struct InterestVector {
     /// for the features shown.
     evidence: Vec<TopContributions>,
     level: f64,
-    /// Items the user touched, with the time of the last touch, most recent last.
-    recent: Vec<(ItemIdx, DateTime<Utc>, f64)>,
+    /// Items the user touched, most recently touched last.
+    recent: Vec<ItemTouch>,
+    /// Position of each touched item in `recent`.
+    recent_at: IdxMap<ItemIdx, u32>,
+    /// Per touched item, the decayed count `Σ d(T − ts)` of each kind slot: the slots of the
+    /// item at `ItemTouch::kinds_at`, `slots` of them.
+    kind_sums: Vec<f32>,
+    slots: usize,
+}
+
+/// What one user did with one item inside the horizon.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ItemTouch {
+    pub item: ItemIdx,
+    pub first: DateTime<Utc>,
+    pub last: DateTime<Utc>,
+    /// `Σ w_kind · d(T − ts)` over the item's events.
+    pub weight: f64,
+    /// Events on the item.
+    pub touches: u32,
+    /// Bit `s` is set when the item had an event of kind slot `s`.
+    pub kinds: u32,
+    kinds_at: u32,
 }
 
 impl InterestVector {
@@ -139,7 +214,10 @@ impl InterestVector {
         let mut features = Vec::new();
         let mut contributions: Vec<(usize, f64, usize)> = Vec::new();
         let mut level = 0.0;
-        let mut recent: IdxMap<ItemIdx, (DateTime<Utc>, f64)> = IdxMap::default();
+        let slots = params.kind_weights.item_kinds().len();
+        let mut recent: Vec<ItemTouch> = Vec::new();
+        let mut recent_at: IdxMap<ItemIdx, u32> = IdxMap::default();
+        let mut kind_sums: Vec<f32> = Vec::new();
         for (n, t) in touches.iter().enumerate() {
             let age = age_secs(now, t.ts);
             if age < 0.0 || age > params.horizon_secs || t.weight == 0.0 {
@@ -147,11 +225,23 @@ impl InterestVector {
             }
             let item = t.item.or_else(|| events[n].item_id.as_deref().and_then(|id| catalog.idx(id)));
             let Some(item) = item else { continue };
-            let c = t.weight * params.decay.weight(age);
+            let d = params.decay.weight(age);
+            let c = t.weight * d;
             level += c;
-            let slot = recent.entry(item).or_insert((t.ts, 0.0));
-            slot.0 = slot.0.max(t.ts);
-            slot.1 += c;
+            let at = *recent_at.entry(item).or_insert_with(|| {
+                recent.push(ItemTouch { item, first: t.ts, last: t.ts, weight: 0.0, touches: 0, kinds: 0, kinds_at: kind_sums.len() as u32 });
+                kind_sums.extend(std::iter::repeat_n(0.0, slots));
+                (recent.len() - 1) as u32
+            });
+            let r = &mut recent[at as usize];
+            r.first = r.first.min(t.ts);
+            r.last = r.last.max(t.ts);
+            r.weight += c;
+            r.touches += 1;
+            if let Some(slot) = t.slot.map(usize::from).filter(|&s| s < slots) {
+                r.kinds |= 1 << slot;
+                kind_sums[r.kinds_at as usize + slot] += d as f32;
+            }
             let mut touch = |f: Feature| {
                 let i = *index.entry(f).or_insert_with(|| {
                     features.push(f);
@@ -175,9 +265,11 @@ impl InterestVector {
                 evidence[i].offer(c, n);
             }
         }
-        let mut recent: Vec<(ItemIdx, DateTime<Utc>, f64)> = recent.into_iter().map(|(i, (t, w))| (i, t, w)).collect();
-        recent.sort_by_key(|&(i, t, _)| (t, i));
-        InterestVector { index, features, weights, evidence, level: level.max(0.0), recent }
+        recent.sort_by_key(|r| (r.last, r.item));
+        for (at, r) in recent.iter().enumerate() {
+            recent_at.insert(r.item, at as u32);
+        }
+        InterestVector { index, features, weights, evidence, level: level.max(0.0), recent, recent_at, kind_sums, slots }
     }
 
     /// The weight of one feature (0 when absent).
@@ -238,9 +330,23 @@ impl InterestVector {
         self.weights.iter().all(|w| *w <= 0.0)
     }
 
-    /// Items the user touched, most recent last, with the last touch and the decayed weight.
-    pub fn recent_items(&self) -> &[(ItemIdx, DateTime<Utc>, f64)] {
+    /// Items the user touched, most recently touched last.
+    pub fn recent_items(&self) -> &[ItemTouch] {
         &self.recent
+    }
+
+    /// What the user did with `item`, if they touched it inside the horizon, and its position
+    /// among [`InterestVector::recent_items`] counted from the most recent (0).
+    #[inline]
+    pub fn touch(&self, item: ItemIdx) -> Option<(&ItemTouch, usize)> {
+        let at = *self.recent_at.get(&item)? as usize;
+        Some((&self.recent[at], self.recent.len() - 1 - at))
+    }
+
+    /// The decayed count of each kind slot on a touched item, in slot order.
+    pub fn kind_sums(&self, touch: &ItemTouch) -> &[f32] {
+        let at = touch.kinds_at as usize;
+        &self.kind_sums[at..at + self.slots]
     }
 
     /// Human-readable label of a feature.

@@ -40,85 +40,23 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::rank::buckets::{DecayTable, Series, trim, trim_keys};
 use crate::rank::catalog::{BrandIdx, CatIdx, Catalog, IdxMap, IdxSet, ItemIdx, StrMap};
 use crate::rank::context::{ContextCounts, ContextKey, ContextLifts, ContextView};
 use crate::rank::decay::Decay;
 
+mod config;
+mod knn;
 mod view;
 #[cfg(test)]
 mod tests;
 
+pub use config::StatsConfig;
+pub use knn::ItemKnn;
 pub use view::{Popularity, StatsView};
 use view::{CacheKey, Cached};
-
-/// Settings of the statistics. Changing any of them needs a rebuild (a replay of the log);
-/// decay constants are not among them (they are applied at query time).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct StatsConfig {
-    /// Width of a popularity / co-occurrence time bucket, in minutes.
-    pub bucket_minutes: u32,
-    /// Statistics older than this are dropped, in hours.
-    pub horizon_hours: f64,
-    /// Two items touched by the same user within this many minutes co-occur.
-    pub cooccurrence_window_minutes: f64,
-    /// Co-occurring items kept per item (the top by recency-weighted count).
-    pub max_neighbours: usize,
-    /// Items kept per popularity segment (global, each context key, category, brand).
-    pub max_items_per_segment: usize,
-    /// Recent items remembered per user, to pair with the next ones.
-    pub max_recent_per_user: usize,
-    /// How long computed trending lists, segment scores, co-occurrence lists and context lifts
-    /// may be reused, in seconds (0: never cached).
-    pub cache_ttl_secs: f64,
-}
-
-impl Default for StatsConfig {
-    fn default() -> Self {
-        StatsConfig {
-            bucket_minutes: 60,
-            horizon_hours: 14.0 * 24.0,
-            cooccurrence_window_minutes: 60.0,
-            max_neighbours: 50,
-            max_items_per_segment: 10_000,
-            max_recent_per_user: 30,
-            cache_ttl_secs: 30.0,
-        }
-    }
-}
-
-impl StatsConfig {
-    /// Checks every value; errors name the key under `stats.`.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.bucket_minutes == 0 || self.bucket_minutes > 24 * 60 {
-            return Err(format!("stats.bucket_minutes must be in 1..=1440 (got {})", self.bucket_minutes));
-        }
-        for (key, v) in [("horizon_hours", self.horizon_hours), ("cooccurrence_window_minutes", self.cooccurrence_window_minutes)] {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(format!("stats.{key} must be > 0 and finite (got {v})"));
-            }
-        }
-        if self.horizon_hours * 60.0 < f64::from(self.bucket_minutes) {
-            return Err("stats.horizon_hours must cover at least one bucket (stats.bucket_minutes)".into());
-        }
-        for (key, v) in [
-            ("max_neighbours", self.max_neighbours),
-            ("max_items_per_segment", self.max_items_per_segment),
-            ("max_recent_per_user", self.max_recent_per_user),
-        ] {
-            if v == 0 {
-                return Err(format!("stats.{key} must be ≥ 1"));
-            }
-        }
-        if !(self.cache_ttl_secs.is_finite() && self.cache_ttl_secs >= 0.0) {
-            return Err(format!("stats.cache_ttl_secs must be ≥ 0 (got {})", self.cache_ttl_secs));
-        }
-        Ok(())
-    }
-}
 
 /// A popularity segment: which events an item's popularity counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -165,6 +103,9 @@ pub struct StatsSizes {
     pub neighbour_pairs: usize,
     pub users: usize,
     pub buckets: usize,
+    /// Item-kNN: items with similar items, and (item, similar item) entries.
+    pub knn_items: usize,
+    pub knn_pairs: usize,
 }
 
 /// Popularity, co-occurrence and context counts. See the module documentation.
@@ -180,6 +121,8 @@ pub struct Stats {
     recent: StrMap<Box<str>, VecDeque<Recent>>,
     /// Context counts (daily buckets), from which context lifts are estimated.
     context: ContextCounts,
+    /// Item-kNN co-touch counts (daily buckets).
+    knn: ItemKnn,
     watermark: Option<DateTime<Utc>>,
     last_prune_bucket: i64,
     /// Bucket of the last full prune (every series scanned), see [`Stats::observe`].
@@ -202,6 +145,7 @@ impl Stats {
         let width = i64::from(cfg.bucket_minutes.clamp(1, 1440)) * 60;
         let horizon_buckets = ((cfg.horizon_hours.max(0.0) * 3600.0) / width as f64).ceil().max(1.0) as i64;
         Stats {
+            knn: ItemKnn::new(&cfg),
             cfg,
             width,
             horizon_buckets,
@@ -280,6 +224,7 @@ impl Stats {
         }
 
         self.context.observe(o.categories, o.context, w, o.ts);
+        self.knn.observe(o.user, o.item, o.ts);
 
         self.observe_cooccurrence(o, bucket, w);
         self.watermark = Some(self.watermark.map_or(o.ts, |m| m.max(o.ts)));
@@ -364,6 +309,7 @@ impl Stats {
             now,
             decay_key: decay.cache_key(),
             table: DecayTable::new(now, self.width, self.horizon_buckets, decay),
+            knn_table: self.knn.table(now, decay),
         }
     }
 
@@ -395,6 +341,7 @@ impl Stats {
             s.buckets += ns.values().map(|x| x.len()).sum::<usize>();
         }
         s.buckets += self.context.buckets();
+        (s.knn_items, s.knn_pairs) = self.knn.sizes();
         s
     }
 }

@@ -21,6 +21,8 @@ pub(super) enum CacheKey {
     Categories((u8, u64, u64)),
     /// The co-occurring items of one item.
     Neighbours(ItemIdx, (u8, u64, u64)),
+    /// The items most similar to one item (item-kNN).
+    Similar(ItemIdx, (u8, u64, u64)),
 }
 
 #[derive(Clone, Debug)]
@@ -63,6 +65,8 @@ pub struct StatsView<'a> {
     pub(super) now: DateTime<Utc>,
     pub(super) decay_key: (u8, u64, u64),
     pub(super) table: DecayTable,
+    /// The same decay over the item-kNN's daily buckets.
+    pub(super) knn_table: DecayTable,
 }
 
 impl StatsView<'_> {
@@ -114,6 +118,18 @@ impl StatsView<'_> {
         scores.ranked.iter().take(n).map(|&(i, s)| (ItemIdx(i), s)).collect()
     }
 
+    /// Top `n` items most similar to `item` by item-kNN cosine, best first; cached like the
+    /// co-occurrence lists.
+    pub fn similar(&self, item: ItemIdx, n: usize) -> Vec<(ItemIdx, f64)> {
+        let scores = self.cached(CacheKey::Similar(item, self.decay_key), n, || self.stats.knn.similarities(&self.knn_table, item));
+        scores.ranked.iter().take(n).map(|&(i, s)| (ItemIdx(i), s)).collect()
+    }
+
+    /// Item-kNN cosine similarity of a pair (0 when never co-touched).
+    pub fn similarity(&self, a: ItemIdx, b: ItemIdx) -> f64 {
+        self.stats.knn.similarity(&self.knn_table, a, b)
+    }
+
     /// Decayed co-occurrence count of a pair.
     pub fn cooccurrence(&self, a: ItemIdx, b: ItemIdx) -> f64 {
         self.stats.cooc.get(&a).and_then(|m| m.get(&b)).map_or(0.0, |s| s.sum(&self.table))
@@ -142,7 +158,7 @@ impl StatsView<'_> {
             return Arc::new(Scores::new(top_n(compute(), n)));
         }
         let (cache, capacity) = match key {
-            CacheKey::Neighbours(..) => (&self.stats.neighbour_cache, NEIGHBOUR_CACHE_MAX_KEYS),
+            CacheKey::Neighbours(..) | CacheKey::Similar(..) => (&self.stats.neighbour_cache, NEIGHBOUR_CACHE_MAX_KEYS),
             _ => (&self.stats.cache, CACHE_MAX_KEYS),
         };
         if let Some(c) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key)

@@ -46,7 +46,7 @@ use crate::rank::context::{RequestContext, event_keys};
 use crate::rank::decay::Decay;
 use crate::domain::{Event, EventContext, EventProps, Item};
 use crate::rank::profile::{InterestVector, ProfileParams};
-use crate::rank::scoring::{Request, ScoringConfig, rank};
+use crate::rank::scoring::{Request, ScoringConfig, Scorer};
 use crate::rank::stats::{Observation, Segment, Stats};
 
 mod log;

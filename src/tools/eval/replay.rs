@@ -151,7 +151,7 @@ impl<'a> Replayer<'a> {
             item: idx,
             categories: self.catalog.categories(idx),
             brand: None,
-            weight: self.kind_weights.get(kind).copied().unwrap_or(0.0),
+            weight: self.kind_weights.weight(kind),
             ts,
             context: &keys,
         });
@@ -213,7 +213,8 @@ impl<'a> Replayer<'a> {
                 let profile = InterestVector::build(history, &self.catalog, &params, now);
                 let context = RequestContext::at(&now.with_timezone(&self.zone), None, None);
                 let request = Request { n: RANKED_ITEMS, context, exclude: &self.no_exclusions };
-                rank(&request, &profile, history, &self.catalog, &self.stats, scoring, now)
+                let scorer = Scorer { catalog: &self.catalog, stats: &self.stats, kinds: &self.kind_weights, cfg: scoring, model: None };
+                scorer.rank(&request, &profile, history, now)
                     .items
                     .iter()
                     .filter_map(|s| self.catalog.idx(&s.item_id))

@@ -85,7 +85,7 @@ use crate::push::frequency::{
     is_in_holdout,
 };
 use crate::rank::profile::{InterestVector, ProfileParams};
-use crate::rank::scoring::{Request as ScoringRequest, rank};
+use crate::rank::scoring::{Request as ScoringRequest, Scorer};
 use crate::rank::stats::{Observation, Stats};
 
 

@@ -202,7 +202,8 @@ impl<'a> Ranker<'a> {
         let exclude: HashSet<String> = blocked.iter().cloned().collect();
         let context = RequestContext::at(&now.with_timezone(&replay.tz), None, None);
         let request = ScoringRequest { n: 1, context, exclude: &exclude };
-        let ranking = rank(&request, &profile, history, &replay.catalog, &replay.stats, &self.tuning.scoring, now);
+        let scorer = Scorer { catalog: &replay.catalog, stats: &replay.stats, kinds: &self.weights, cfg: &self.tuning.scoring, model: None };
+        let ranking = scorer.rank(&request, &profile, history, now);
         let pick = ranking.items.into_iter().next().and_then(|s| {
             let category = replay.catalog.get(&s.item_id).and_then(|i| i.category.first()).and_then(|c| c.parse().ok())?;
             Some(Pick { item: s.item_id.parse().ok()?, item_id: s.item_id, category, score: s.score })

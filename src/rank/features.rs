@@ -1,0 +1,194 @@
+//! The signals of a (user, candidate, context): the hand-set blend's parts, and the feature
+//! row the learned ranker reads. Computed by one function for serving and for training, so a
+//! model sees at training exactly what it will see when it ranks.
+//!
+//! Features (each a plain number; the ranker standardises them with the mean and spread it
+//! learned them with):
+//!
+//! | name | what it measures |
+//! |---|---|
+//! | `handset` | the hand-set score `λ_t·time + λ_o·cooc + λ_p·trend + λ_c·context + λ_k·knn` |
+//! | `own` | the user's decayed, kind-weighted interest in the item, over their largest feature weight |
+//! | `kind:<k>` | `ln(1 + Σ d(age))` over the user's events of kind `k` on the item |
+//! | `touched`, `touches` | the user touched the item inside the horizon; `ln(1 + events)` |
+//! | `recent_rank` | `1 / (1 + r)`, `r` the item's place among the user's items by last touch (0: the latest) |
+//! | `recency_1h` … `recency_7d`, `age_log` | `e^(−age/τ)` of the last touch for τ = 1 h, 6 h, 1 d, 7 d; `ln(1 + hours)` |
+//! | `bought` | the user bought the item inside the horizon (`purchase_kinds`) |
+//! | `category`, `brand` | interest in the item's categories (mean over the path) and brand, over the largest weight |
+//! | `knn`, `knn_max`, `knn_last` | item-kNN: recency-weighted similarity to the last distinct items (over the largest among candidates), the largest, the one to the last item |
+//! | `cooc` | decayed co-occurrence with the recent items, over the largest among candidates |
+//! | `trend` | decayed popularity in the request's device segment, over the largest among candidates |
+//! | `pop_recent`, `pop_all` | `ln(1 + popularity)`: decayed (`trending_decay`), and undecayed over the statistics' horizon |
+//! | `context` | the context score of the item's category, over its clamp (in `[−1, 1]`) |
+//!
+//! The basis functions of recency let a linear model learn the shape of the decay the log
+//! shows, rather than the one configured.
+
+use chrono::{DateTime, Utc};
+
+use crate::rank::catalog::{CatIdx, Catalog, IdxMap, ItemIdx};
+use crate::rank::context::{CONTEXT_SCORE_CLAMP, ContextModel};
+use crate::rank::decay::{Decay, age_secs};
+use crate::rank::profile::{Feature, InterestVector, KindWeights};
+use crate::rank::scoring::ScoringConfig;
+use crate::rank::scoring::candidates::Pool;
+use crate::rank::stats::{Segment, StatsView};
+
+/// The features before the per-kind ones, in row order.
+pub const BASE_FEATURES: [&str; 21] = [
+    "handset", "own", "touched", "touches", "recent_rank", "recency_1h", "recency_6h", "recency_1d", "recency_7d",
+    "age_log", "bought", "category", "brand", "knn", "knn_max", "knn_last", "cooc", "trend", "pop_recent", "pop_all",
+    "context",
+];
+
+/// Time constants of the recency basis, seconds.
+const RECENCY_TAUS: [f64; 4] = [3600.0, 6.0 * 3600.0, 86_400.0, 7.0 * 86_400.0];
+
+/// The names of the feature row for a tuning whose item kinds are `kinds`: [`BASE_FEATURES`],
+/// then `kind:<name>` per item kind in slot order.
+pub fn names(kinds: &KindWeights) -> Vec<String> {
+    BASE_FEATURES.iter().map(|s| s.to_string()).chain(kinds.item_kinds().iter().map(|k| format!("kind:{k}"))).collect()
+}
+
+/// The hand-set blend's parts of one candidate, each normalised as the blend uses it.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Parts {
+    pub time: f64,
+    pub cooc: f64,
+    pub trend: f64,
+    pub knn: f64,
+    /// Context score over its clamp, in `[−1, 1]`.
+    pub context: f64,
+}
+
+impl Parts {
+    /// `λ_t·time + λ_o·cooc + λ_p·trend + λ_k·knn + λ_c·context`.
+    pub fn blend(&self, cfg: &ScoringConfig) -> f64 {
+        cfg.lambda_time * self.time
+            + cfg.lambda_cooccurrence * self.cooc
+            + cfg.lambda_trending * self.trend
+            + cfg.lambda_knn * self.knn
+            + cfg.lambda_context * self.context
+    }
+}
+
+/// Every candidate's parts, hand-set score and (when asked) feature row, in one table.
+#[derive(Clone, Debug, Default)]
+pub struct Table {
+    pub items: Vec<ItemIdx>,
+    pub parts: Vec<Parts>,
+    pub handset: Vec<f64>,
+    /// Row-major, `width` per candidate; empty when rows were not asked for.
+    pub rows: Vec<f32>,
+    pub width: usize,
+}
+
+impl Table {
+    /// The feature row of candidate `n`.
+    pub fn row(&self, n: usize) -> &[f32] {
+        &self.rows[n * self.width..(n + 1) * self.width]
+    }
+}
+
+/// What the features of one request are computed from.
+pub struct Inputs<'a> {
+    pub profile: &'a InterestVector,
+    pub kinds: &'a KindWeights,
+    pub catalog: &'a Catalog,
+    pub view: &'a StatsView<'a>,
+    /// Undecayed popularity over the statistics' horizon, for `pop_all`.
+    pub all_time: &'a StatsView<'a>,
+    pub segment: Segment,
+    pub context: &'a ContextModel,
+    pub cfg: &'a ScoringConfig,
+    pub now: DateTime<Utc>,
+}
+
+/// Computes the table of `pool`'s candidates (in an order fixed by item index, so that a
+/// table does not depend on hash order). Rows are filled only when `with_rows`.
+pub fn table(inp: &Inputs<'_>, pool: &Pool, with_rows: bool) -> Table {
+    let (profile, catalog, cfg) = (inp.profile, inp.catalog, inp.cfg);
+    let mut items: Vec<ItemIdx> = pool.items.keys().copied().collect();
+    items.sort_unstable();
+    let cold = profile.is_empty();
+    let max_interest = profile.max_weight().max(f64::MIN_POSITIVE);
+    let purchase_mask: u32 = cfg.purchase_kinds.iter().filter_map(|k| inp.kinds.slot(k)).fold(0, |m, s| m | (1 << s));
+    let popularity = inp.view.popularity_in(inp.segment);
+    let (recent_pop, all_pop) = (inp.view.popularity_in(Segment::Global), inp.all_time.popularity_in(Segment::Global));
+    let max_of = |f: fn(&crate::rank::scoring::candidates::PairSignals) -> f64| {
+        pool.items.values().map(f).fold(0.0, f64::max).max(f64::MIN_POSITIVE)
+    };
+    let (max_cooc, max_knn) = (max_of(|p| p.cooc), max_of(|p| p.knn));
+    let trend: Vec<f64> = items.iter().map(|&i| popularity.of(i)).collect();
+    let max_trend = trend.iter().copied().fold(0.0, f64::max).max(f64::MIN_POSITIVE);
+    let width = if with_rows { BASE_FEATURES.len() + inp.kinds.item_kinds().len() } else { 0 };
+    let mut out = Table { parts: Vec::with_capacity(items.len()), handset: Vec::with_capacity(items.len()), rows: Vec::with_capacity(items.len() * width), width, items: Vec::new() };
+    // Mean interest over a category path, by leaf: candidates share few leaves.
+    let mut path_interest: IdxMap<CatIdx, f64> = IdxMap::default();
+    for (n, &item) in items.iter().enumerate() {
+        let pair = pool.items[&item];
+        let touch = profile.touch(item);
+        let bought = touch.is_some_and(|(t, _)| t.kinds & purchase_mask != 0);
+        let (own, cat, brand) = if cold {
+            (0.0, 0.0, 0.0)
+        } else {
+            let cats = catalog.categories(item);
+            let cat = match cats.last() {
+                None => 0.0,
+                Some(leaf) => *path_interest.entry(*leaf).or_insert_with(|| {
+                    cats.iter().map(|c| profile.weight(Feature::Category(*c))).sum::<f64>() / cats.len() as f64
+                }),
+            };
+            let brand = catalog.brand(item).map_or(0.0, |b| profile.weight(Feature::Brand(b)));
+            (touch.map_or(0.0, |(t, _)| t.weight), cat, brand)
+        };
+        let own_blend = if bought { cfg.bought_item_factor * own } else { own };
+        let path = catalog.categories(item);
+        let parts = Parts {
+            time: (cfg.item_weight * own_blend + cfg.category_weight * cat + cfg.brand_weight * brand) / max_interest,
+            cooc: pair.cooc / max_cooc,
+            trend: trend[n] / max_trend,
+            knn: pair.knn / max_knn,
+            context: if path.is_empty() { 0.0 } else { inp.context.score(path) / CONTEXT_SCORE_CLAMP },
+        };
+        let handset = parts.blend(cfg);
+        if with_rows {
+            let age = touch.map(|(t, _)| age_secs(inp.now, t.last).max(0.0));
+            let recency = |tau: f64| age.map_or(0.0, |a| (-a / tau).exp());
+            out.rows.extend_from_slice(&[
+                handset as f32,
+                (own / max_interest) as f32,
+                f32::from(u8::from(touch.is_some())),
+                touch.map_or(0.0, |(t, _)| f64::from(t.touches).ln_1p()) as f32,
+                touch.map_or(0.0, |(_, r)| 1.0 / (1.0 + r as f64)) as f32,
+                recency(RECENCY_TAUS[0]) as f32,
+                recency(RECENCY_TAUS[1]) as f32,
+                recency(RECENCY_TAUS[2]) as f32,
+                recency(RECENCY_TAUS[3]) as f32,
+                age.map_or(0.0, |a| (a / 3600.0).ln_1p()) as f32,
+                f32::from(u8::from(bought)),
+                (cat / max_interest) as f32,
+                (brand / max_interest) as f32,
+                parts.knn as f32,
+                pair.knn_max as f32,
+                pair.knn_last as f32,
+                parts.cooc as f32,
+                parts.trend as f32,
+                recent_pop.of(item).ln_1p() as f32,
+                all_pop.of(item).ln_1p() as f32,
+                parts.context as f32,
+            ]);
+            match touch {
+                Some((t, _)) => out.rows.extend(profile.kind_sums(t).iter().map(|&c| c.ln_1p())),
+                None => out.rows.extend(std::iter::repeat_n(0.0, inp.kinds.item_kinds().len())),
+            }
+        }
+        out.parts.push(parts);
+        out.handset.push(handset);
+    }
+    out.items = items;
+    out
+}
+
+/// The decay of the `pop_all` feature: none (the statistics' horizon bounds it).
+pub const ALL_TIME: Decay = Decay::None;
