@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::rank::decay::Decay;
 use crate::push::frequency::FrequencyConfig;
+use crate::rank::learn::ModelConfig;
 use crate::rank::scoring::ScoringConfig;
 
 /// A string that never shows in `Debug`, `Display` or serialised output.
@@ -182,9 +183,17 @@ pub struct Tuning {
     pub scoring: ScoringConfig,
     pub frequency: FrequencyConfig,
     pub scheduler: SchedulerConfig,
+    /// When and how the learned ranker is trained and used.
+    #[serde(default)]
+    pub model: ModelConfig,
 }
 
 impl Tuning {
+    /// What the trainer reads of this tuning.
+    pub fn training_setup<'a>(&'a self, kinds: &'a crate::rank::profile::KindWeights) -> crate::rank::learn::Setup<'a> {
+        crate::rank::learn::Setup { decay: &self.decay, kinds, scoring: &self.scoring, model: &self.model }
+    }
+
     pub fn kind_weights(&self) -> crate::rank::profile::KindWeights {
         crate::rank::profile::KindWeights::new(self.kinds.iter().map(|(k, v)| (k.as_str(), v.weight, v.item)))
     }
@@ -218,6 +227,16 @@ pub struct ConfigSource {
 impl ConfigSource {
     pub fn from_env(dir: impl Into<PathBuf>) -> Self {
         ConfigSource { dir: dir.into(), env_name: std::env::var("KAIROS_ENV").ok(), use_env: true }
+    }
+
+    /// The files that feed the configuration and exist, in order, and the environment when
+    /// read: what a report says its tuning came from.
+    pub fn layers(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.files().into_iter().filter(|f| f.exists()).map(|f| f.display().to_string()).collect();
+        if self.use_env && std::env::vars().any(|(k, _)| k.starts_with("KAIROS__TUNING__")) {
+            out.push("KAIROS__TUNING__* environment variables".into());
+        }
+        out
     }
 
     /// The files that feed the configuration, in order; watched for reload.
@@ -343,6 +362,12 @@ impl Tuning {
         }
         self.scoring.validate().map_err(|r| invalid("tuning.scoring", r))?;
         self.frequency.validate().map_err(|r| invalid("tuning.frequency", r))?;
+        self.model.validate().map_err(|r| invalid("tuning.model", r))?;
+        for k in &self.model.target_kinds {
+            if !self.kinds.get(k).is_some_and(|c| c.item) {
+                return Err(invalid("tuning.model.target_kinds", format!("{k:?} is not a configured kind that names an item")));
+            }
+        }
         let s = &self.scheduler;
         if !(s.interval_secs > 0.0 && s.interval_secs.is_finite()) {
             return Err(invalid("tuning.scheduler.interval_secs", "must be > 0"));

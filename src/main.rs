@@ -36,6 +36,8 @@ enum Command {
     Eval(kairos::tools::eval::EvalOptions),
     /// Simulate the push policy against fixed frequencies over real histories; write docs/SIMULATION.md.
     Simulate(kairos::tools::simulate::SimulateOptions),
+    /// Write a behaviour log with a planted behaviour (repeat or sequential), for `eval`.
+    Synth(kairos::tools::synth::SynthOptions),
     /// Time the scheduler planning every due user of the configured store (after `datagen`).
     BenchScheduler,
     /// Start the service on a temporary store, load the Taobao sample over HTTP, show three users.
@@ -89,6 +91,11 @@ fn main() -> anyhow::Result<()> {
             let report = kairos::tools::simulate::run(&opts)?;
             println!("{}", report.table());
             println!("simulated in {:.1} s; report: {}", report.runtime.as_secs_f64(), opts.out.display());
+            Ok(())
+        }
+        Command::Synth(opts) => {
+            let n = kairos::tools::synth::run(opts)?;
+            println!("wrote {n} events to {}", opts.out.display());
             Ok(())
         }
         Command::Demo(opts) => {

@@ -15,6 +15,10 @@
 //! | `recency_1h` … `recency_7d`, `age_log` | `e^(−age/τ)` of the last touch for τ = 1 h, 6 h, 1 d, 7 d; `ln(1 + hours)` |
 //! | `bought` | the user bought the item inside the horizon (`purchase_kinds`) |
 //! | `category`, `brand` | interest in the item's categories (mean over the path) and brand, over the largest weight |
+//! | `cat_last` | the item's leaf category is that of the user's latest touched item |
+//! | `cat_items`, `cat_rank` | `ln(1 + distinct items)` the user touched in the item's leaf category; `1 / (1 + r)`, `r` the item's place among them by decayed weight (0 when not touched) |
+//! | `first_age_log` | `ln(1 + hours)` since the user's first touch of the item |
+//! | `events_since`, `touches_1h` | `ln(1 + n)`: the user's events since their last one on the item; their events on it in the last hour |
 //! | `knn`, `knn_max`, `knn_last` | item-kNN: recency-weighted similarity to the last distinct items (over the largest among candidates), the largest, the one to the last item |
 //! | `cooc` | decayed co-occurrence with the recent items, over the largest among candidates |
 //! | `trend` | decayed popularity in the request's device segment, over the largest among candidates |
@@ -35,10 +39,10 @@ use crate::rank::scoring::candidates::Pool;
 use crate::rank::stats::{Segment, StatsView};
 
 /// The features before the per-kind ones, in row order.
-pub const BASE_FEATURES: [&str; 21] = [
+pub const BASE_FEATURES: [&str; 27] = [
     "handset", "own", "touched", "touches", "recent_rank", "recency_1h", "recency_6h", "recency_1d", "recency_7d",
-    "age_log", "bought", "category", "brand", "knn", "knn_max", "knn_last", "cooc", "trend", "pop_recent", "pop_all",
-    "context",
+    "age_log", "bought", "category", "brand", "cat_last", "cat_items", "cat_rank", "first_age_log", "events_since", "touches_1h", "knn", "knn_max",
+    "knn_last", "cooc", "trend", "pop_recent", "pop_all", "context",
 ];
 
 /// Time constants of the recency basis, seconds.
@@ -125,6 +129,7 @@ pub fn table(inp: &Inputs<'_>, pool: &Pool, with_rows: bool) -> Table {
     let mut out = Table { parts: Vec::with_capacity(items.len()), handset: Vec::with_capacity(items.len()), rows: Vec::with_capacity(items.len() * width), width, items: Vec::new() };
     // Mean interest over a category path, by leaf: candidates share few leaves.
     let mut path_interest: IdxMap<CatIdx, f64> = IdxMap::default();
+    let leaves = if with_rows { LeafTouches::of(profile, catalog) } else { LeafTouches::default() };
     for (n, &item) in items.iter().enumerate() {
         let pair = pool.items[&item];
         let touch = profile.touch(item);
@@ -169,6 +174,12 @@ pub fn table(inp: &Inputs<'_>, pool: &Pool, with_rows: bool) -> Table {
                 f32::from(u8::from(bought)),
                 (cat / max_interest) as f32,
                 (brand / max_interest) as f32,
+                f32::from(u8::from(leaves.last.is_some() && catalog.leaf_category(item) == leaves.last)),
+                catalog.leaf_category(item).and_then(|l| leaves.items.get(&l)).map_or(0.0, |&n| f64::from(n).ln_1p()) as f32,
+                leaves.rank.get(&item).map_or(0.0, |&r| 1.0 / (1.0 + f64::from(r))) as f32,
+                touch.map_or(0.0, |(t, _)| (age_secs(inp.now, t.first).max(0.0) / 3600.0).ln_1p()) as f32,
+                touch.map_or(0.0, |(t, _)| f64::from(t.events_since).ln_1p()) as f32,
+                touch.map_or(0.0, |(t, _)| f64::from(t.touches_last_hour).ln_1p()) as f32,
                 parts.knn as f32,
                 pair.knn_max as f32,
                 pair.knn_last as f32,
@@ -188,6 +199,35 @@ pub fn table(inp: &Inputs<'_>, pool: &Pool, with_rows: bool) -> Table {
     }
     out.items = items;
     out
+}
+
+/// The user's touched items grouped by leaf category.
+#[derive(Default)]
+struct LeafTouches {
+    /// The leaf of the latest touched item.
+    last: Option<CatIdx>,
+    /// Distinct touched items per leaf.
+    items: IdxMap<CatIdx, u32>,
+    /// Each touched item's place in its leaf by decayed weight (0: the heaviest).
+    rank: IdxMap<ItemIdx, u32>,
+}
+
+impl LeafTouches {
+    fn of(profile: &InterestVector, catalog: &Catalog) -> Self {
+        let mut by_leaf: IdxMap<CatIdx, Vec<(f64, ItemIdx)>> = IdxMap::default();
+        for t in profile.recent_items() {
+            if let Some(leaf) = catalog.leaf_category(t.item) {
+                by_leaf.entry(leaf).or_default().push((t.weight, t.item));
+            }
+        }
+        let mut out = LeafTouches { last: profile.recent_items().last().and_then(|t| catalog.leaf_category(t.item)), ..Default::default() };
+        for (leaf, mut v) in by_leaf {
+            v.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            out.items.insert(leaf, v.len() as u32);
+            out.rank.extend(v.into_iter().enumerate().map(|(r, (_, i))| (i, r as u32)));
+        }
+        out
+    }
 }
 
 /// The decay of the `pop_all` feature: none (the statistics' horizon bounds it).

@@ -9,6 +9,8 @@ pub mod context;
 pub mod decay;
 /// The signals of a (user, candidate, context): hand-set parts and learned features.
 pub mod features;
+/// Learning the ranker from the log: examples, the trainer, the deployment rule.
+pub mod learn;
 /// Interest vectors from decayed events.
 pub mod profile;
 /// The learned ranker: a linear model over standardised features, stored as data.

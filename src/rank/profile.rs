@@ -194,13 +194,18 @@ pub struct ItemTouch {
     pub weight: f64,
     /// Events on the item.
     pub touches: u32,
+    /// Events on the item in the last hour before `T`.
+    pub touches_last_hour: u32,
+    /// The user's events (on any item) after their last one on this item.
+    pub events_since: u32,
     /// Bit `s` is set when the item had an event of kind slot `s`.
     pub kinds: u32,
     kinds_at: u32,
 }
 
 impl InterestVector {
-    /// Computes the vector from `events` (any order) at `now`.
+    /// Computes the vector from `events` at `now`. Any order gives the same vector, but
+    /// [`ItemTouch::events_since`] counts in slice order: callers keep histories oldest first.
     pub fn build(events: &[Event], catalog: &Catalog, params: &ProfileParams<'_>, now: DateTime<Utc>) -> Self {
         Self::build_from(&Touch::of(events, catalog, params.kind_weights), events, catalog, params, now)
     }
@@ -218,6 +223,7 @@ impl InterestVector {
         let mut recent: Vec<ItemTouch> = Vec::new();
         let mut recent_at: IdxMap<ItemIdx, u32> = IdxMap::default();
         let mut kind_sums: Vec<f32> = Vec::new();
+        let mut counted: u32 = 0;
         for (n, t) in touches.iter().enumerate() {
             let age = age_secs(now, t.ts);
             if age < 0.0 || age > params.horizon_secs || t.weight == 0.0 {
@@ -229,15 +235,31 @@ impl InterestVector {
             let c = t.weight * d;
             level += c;
             let at = *recent_at.entry(item).or_insert_with(|| {
-                recent.push(ItemTouch { item, first: t.ts, last: t.ts, weight: 0.0, touches: 0, kinds: 0, kinds_at: kind_sums.len() as u32 });
+                recent.push(ItemTouch {
+                    item,
+                    first: t.ts,
+                    last: t.ts,
+                    weight: 0.0,
+                    touches: 0,
+                    touches_last_hour: 0,
+                    events_since: 0,
+                    kinds: 0,
+                    kinds_at: kind_sums.len() as u32,
+                });
                 kind_sums.extend(std::iter::repeat_n(0.0, slots));
                 (recent.len() - 1) as u32
             });
             let r = &mut recent[at as usize];
             r.first = r.first.min(t.ts);
-            r.last = r.last.max(t.ts);
+            if t.ts >= r.last {
+                r.last = t.ts;
+                // Until the end of the loop: the count of events counted so far.
+                r.events_since = counted;
+            }
             r.weight += c;
             r.touches += 1;
+            r.touches_last_hour += u32::from(age <= 3600.0);
+            counted += 1;
             if let Some(slot) = t.slot.map(usize::from).filter(|&s| s < slots) {
                 r.kinds |= 1 << slot;
                 kind_sums[r.kinds_at as usize + slot] += d as f32;
@@ -264,6 +286,9 @@ impl InterestVector {
             if c > 0.0 {
                 evidence[i].offer(c, n);
             }
+        }
+        for r in &mut recent {
+            r.events_since = counted - 1 - r.events_since;
         }
         recent.sort_by_key(|r| (r.last, r.item));
         for (at, r) in recent.iter().enumerate() {

@@ -11,3 +11,5 @@ pub mod eval;
 pub mod loadgen;
 /// Push-policy simulation over real histories (`kairos simulate`).
 pub mod simulate;
+/// Behaviour logs with a planted behaviour (`kairos synth`).
+pub mod synth;

@@ -27,6 +27,16 @@ impl Behaviour {
         }
     }
 
+    /// As the log writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Behaviour::Pv => "pv",
+            Behaviour::Fav => "fav",
+            Behaviour::Cart => "cart",
+            Behaviour::Buy => "buy",
+        }
+    }
+
     /// The kairos event kind it maps to (`tuning.kinds.*`).
     pub fn kind(self) -> &'static str {
         match self {
@@ -100,6 +110,25 @@ pub(super) struct Prepared<'a> {
     pub(super) events: Vec<&'a LogEvent>,
     pub(super) user_of: Vec<u32>,
     pub(super) users: usize,
+    /// The same events as the service stores them, in the same order.
+    pub(super) kairos: Vec<Event>,
+    /// Each item's catalogue data: its category in the log (the first it appears with).
+    pub(super) items: StrMap<String, Item>,
+}
+
+impl LogEvent {
+    /// The event as the service stores it (`n` makes its id).
+    pub fn to_event(&self, n: usize) -> Event {
+        Event {
+            event_id: uuid::Uuid::from_u128(n as u128),
+            user_id: self.user.clone(),
+            item_id: Some(self.item.clone()),
+            kind: self.behaviour.kind().to_owned(),
+            ts: utc(self.ts),
+            context: EventContext::default(),
+            props: EventProps::default(),
+        }
+    }
 }
 
 pub(super) fn prepare(log: &[LogEvent]) -> Prepared<'_> {
@@ -114,7 +143,12 @@ pub(super) fn prepare(log: &[LogEvent]) -> Prepared<'_> {
             *ids.entry(e.user.as_str()).or_insert(n)
         })
         .collect();
-    Prepared { events, user_of, users: ids.len() }
+    let kairos = events.iter().enumerate().map(|(n, e)| e.to_event(n)).collect();
+    let mut items: StrMap<String, Item> = StrMap::default();
+    for e in &events {
+        items.entry(e.item.clone()).or_insert_with(|| Item::new(e.item.clone(), vec![e.category.clone()]));
+    }
+    Prepared { events, user_of, users: ids.len(), kairos, items }
 }
 
 pub(super) fn local_zone() -> FixedOffset {

@@ -84,17 +84,24 @@ pub fn evaluate(
     log: &[LogEvent],
     tuning: &Tuning,
     variants: &[Variant],
+    retrain_every_hours: f64,
     threads: usize,
     progress: &ProgressBar,
-) -> Vec<VariantResult> {
+) -> (Vec<VariantResult>, Schedule) {
     let items = log.iter().map(|e| e.item.as_str()).collect::<HashSet<_>>().len();
     let split = holdout_from(log);
-    let late: Vec<bool> = prepare(log).events.iter().filter(|e| e.behaviour.is_target()).map(|e| e.ts >= split).collect();
-    let accs = replay(log, tuning, variants, threads, false, progress);
+    let prepared = prepare(log);
+    let late: Vec<bool> = prepared.events.iter().filter(|e| e.behaviour.is_target()).map(|e| e.ts >= split).collect();
+    let schedule = if variants.iter().any(|v| matches!(v.method, Method::Kairos { learned: true, .. })) {
+        retrain::schedule(&prepared.kairos, &prepared.items, tuning, retrain_every_hours, progress)
+    } else {
+        Schedule::default()
+    };
+    let accs = replay(&prepared, tuning, &schedule, variants, threads, false, progress);
     let part = |ranks: &[u8], want_late: bool| -> Vec<u8> {
         ranks.iter().zip(&late).filter(|(_, l)| **l == want_late).map(|(r, _)| *r).collect()
     };
-    variants
+    let results = variants
         .iter()
         .zip(&accs)
         .map(|(v, a)| VariantResult {
@@ -109,5 +116,6 @@ pub fn evaluate(
             coverage: a.covered.len() as f64 / items.max(1) as f64,
             diversity: if a.lists == 0 { 0.0 } else { a.diversity_sum / a.lists as f64 },
         })
-        .collect()
+        .collect();
+    (results, schedule)
 }

@@ -40,8 +40,8 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, FixedOffset, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::rank::catalog::{CatIdx, Catalog, IdxMap, IdxSet, ItemIdx};
-use crate::config::{Settings, Tuning};
+use crate::rank::catalog::{CatIdx, Catalog, IdxMap, IdxSet, ItemIdx, StrMap};
+use crate::config::{ConfigSource, Settings, Tuning};
 use crate::rank::context::{RequestContext, event_keys};
 use crate::rank::decay::Decay;
 use crate::domain::{Event, EventContext, EventProps, Item};
@@ -53,6 +53,7 @@ mod log;
 mod metrics;
 mod replay;
 mod report;
+mod retrain;
 #[cfg(test)]
 mod tests;
 mod variants;
@@ -60,6 +61,7 @@ mod variants;
 pub use log::*;
 pub use metrics::*;
 use replay::*;
+pub use retrain::{Run, Schedule};
 pub use variants::*;
 
 
@@ -93,6 +95,14 @@ pub struct EvalOptions {
     /// global `--config-dir`.
     #[arg(skip = PathBuf::from("config"))]
     pub config_dir: PathBuf,
+    /// Hours of log time between two retrainings of the learned ranker inside the replay
+    /// (default: `tuning.model.retrain_every_hours`, 24 as shipped).
+    #[arg(long)]
+    pub retrain_every_hours: Option<f64>,
+    /// Only the rows whose name contains one of these (comma-separated), for a quick look;
+    /// the written report then holds only those rows.
+    #[arg(long, value_delimiter = ',')]
+    pub rows: Vec<String>,
 }
 
 
@@ -102,8 +112,12 @@ pub struct EvalReport {
     pub dataset: PathBuf,
     pub facts: LogFacts,
     pub results: Vec<VariantResult>,
-    /// The tuning evaluated as "default".
+    /// The replay's retrainings and the models they deployed.
+    pub schedule: Schedule,
+    pub retrain_every_hours: f64,
+    /// The tuning evaluated as "default", and the configuration layers it was read from.
     pub tuning: Tuning,
+    pub layers: Vec<String>,
     pub threads: usize,
     pub runtime_secs: f64,
     pub machine: String,
@@ -135,6 +149,25 @@ impl EvalReport {
                 r.category.ndcg_at(10)
             );
         }
+        for run in &self.schedule.runs {
+            if let Some(r) = &run.report {
+                let _ = writeln!(
+                    s,
+                    "retrain {} {}: {} train / {} held out (learnable {} of {}), {} epochs, held-out NDCG@10 {:.3} vs hand-set {:.3}{}, {:.1} s",
+                    run.at.format("%m-%d %H:%M"),
+                    run.outcome,
+                    r.train_examples,
+                    r.holdout_examples,
+                    r.learnable,
+                    r.targets,
+                    r.epochs,
+                    r.holdout_ndcg,
+                    r.holdout_ndcg_handset,
+                    r.holdout_ndcg_deployed.map_or(String::new(), |d| format!(", deployed {d:.3}")),
+                    run.secs
+                );
+            }
+        }
         let _ = write!(
             s,
             "{} targets, {} variants, {:.0} s on {} threads",
@@ -147,19 +180,18 @@ impl EvalReport {
     }
 }
 
-/// Loads the tuning of `default.toml` in `config_dir` (that file alone: no local or
-/// environment overrides, so the report describes the shipped defaults).
-pub fn load_default_tuning(config_dir: &Path) -> anyhow::Result<Tuning> {
-    let path = config_dir.join("default.toml");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let settings = Settings::from_toml(&text).with_context(|| format!("invalid {}", path.display()))?;
-    Ok(settings.tuning)
+/// Loads the tuning as the service would from `config_dir`: `default.toml`, then
+/// `{KAIROS_ENV}.toml`, `local.toml` and `KAIROS__*` variables. Returns it with the layers read.
+pub fn load_tuning(config_dir: &Path) -> anyhow::Result<(Tuning, Vec<String>)> {
+    let source = ConfigSource::from_env(config_dir);
+    let settings = Settings::load(&source).with_context(|| format!("invalid configuration in {}", config_dir.display()))?;
+    Ok((settings.tuning, source.layers()))
 }
 
 /// `kairos eval`: replays the log, writes the report and the plot, returns what it measured.
 pub fn run(opts: &EvalOptions) -> anyhow::Result<EvalReport> {
     let started = Instant::now();
-    let tuning = load_default_tuning(&opts.config_dir)?;
+    let (tuning, layers) = load_tuning(&opts.config_dir)?;
     for b in [Behaviour::Pv, Behaviour::Fav, Behaviour::Cart, Behaviour::Buy] {
         if !tuning.kinds.contains_key(b.kind()) {
             bail!("tuning.kinds.{} is not configured (the log's {:?} events map to it)", b.kind(), b);
@@ -170,20 +202,27 @@ pub fn run(opts: &EvalOptions) -> anyhow::Result<EvalReport> {
         bail!("{} holds no events", opts.dataset.display());
     }
     let facts = log_facts(&log);
-    let variants = variants(&tuning);
+    let mut variants = variants(&tuning);
+    if !opts.rows.is_empty() {
+        variants.retain(|v| opts.rows.iter().any(|r| v.name.contains(r.as_str())));
+    }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let progress = ProgressBar::new((facts.targets * variants.len()) as u64).with_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {percent:>3}% {human_pos}/{human_len} queries, eta {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
-    let results = evaluate(&log, &tuning, &variants, threads, &progress);
+    let every = opts.retrain_every_hours.unwrap_or(tuning.model.retrain_every_hours);
+    let (results, schedule) = evaluate(&log, &tuning, &variants, every, threads, &progress);
     progress.finish_and_clear();
     let report = EvalReport {
         dataset: opts.dataset.clone(),
         results,
+        schedule,
+        retrain_every_hours: every,
         facts,
         tuning,
+        layers,
         threads,
         runtime_secs: started.elapsed().as_secs_f64(),
         machine: machine(),

@@ -84,6 +84,8 @@ impl ExactPopularity {
 /// The replay state of one thread, for its share of the variants.
 pub(super) struct Replayer<'a> {
     tuning: &'a Tuning,
+    /// The models the replay's retraining deployed, for learned variants.
+    schedule: &'a Schedule,
     kind_weights: crate::rank::profile::KindWeights,
     variants: Vec<&'a Variant>,
     catalog: Catalog,
@@ -100,7 +102,7 @@ pub(super) struct Replayer<'a> {
 }
 
 impl<'a> Replayer<'a> {
-    pub(super) fn new(tuning: &'a Tuning, variants: Vec<&'a Variant>, users: usize, capture: bool) -> Self {
+    pub(super) fn new(tuning: &'a Tuning, schedule: &'a Schedule, variants: Vec<&'a Variant>, users: usize, capture: bool) -> Self {
         let popularity = variants
             .iter()
             .map(|v| match &v.method {
@@ -111,6 +113,7 @@ impl<'a> Replayer<'a> {
         let accs = vec![Acc::default(); variants.len()];
         Replayer {
             tuning,
+            schedule,
             kind_weights: tuning.kind_weights(),
             variants,
             catalog: Catalog::new(),
@@ -155,15 +158,7 @@ impl<'a> Replayer<'a> {
             ts,
             context: &keys,
         });
-        self.histories[user].push(Event {
-            event_id: uuid::Uuid::from_u128(n as u128),
-            user_id: e.user.clone(),
-            item_id: Some(e.item.clone()),
-            kind: kind.to_owned(),
-            ts,
-            context: EventContext::default(),
-            props: EventProps::default(),
-        });
+        self.histories[user].push(e.to_event(n));
         let w = e.behaviour.reference_weight();
         self.own[user].push((idx, w, e.ts));
         for p in self.popularity.iter_mut().flatten() {
@@ -206,14 +201,15 @@ impl<'a> Replayer<'a> {
     /// of first appearance in the ranked list, then padded with trending categories).
     pub(super) fn query(&self, v: usize, user: usize, now: DateTime<Utc>, pad: &[CatIdx]) -> (Vec<ItemIdx>, Vec<CatIdx>) {
         let ranked: Vec<ItemIdx> = match &self.variants[v].method {
-            Method::Kairos { decay, scoring } => {
+            Method::Kairos { decay, scoring, learned } => {
                 let history = &self.histories[user];
                 let params =
                     ProfileParams { decay, kind_weights: &self.kind_weights, horizon_secs: scoring.horizon_hours * 3600.0 };
                 let profile = InterestVector::build(history, &self.catalog, &params, now);
                 let context = RequestContext::at(&now.with_timezone(&self.zone), None, None);
                 let request = Request { n: RANKED_ITEMS, context, exclude: &self.no_exclusions };
-                let scorer = Scorer { catalog: &self.catalog, stats: &self.stats, kinds: &self.kind_weights, cfg: scoring, model: None };
+                let model = if *learned { self.schedule.at(now) } else { None };
+                let scorer = Scorer { catalog: &self.catalog, stats: &self.stats, kinds: &self.kind_weights, cfg: scoring, model };
                 scorer.rank(&request, &profile, history, now)
                     .items
                     .iter()
@@ -236,6 +232,7 @@ impl<'a> Replayer<'a> {
                 let popular = self.popularity[v].as_ref().expect("reference state").iter().filter(|i| !own.contains(i));
                 mine.iter().map(|x| x.0).chain(popular).take(RANKED_ITEMS).collect()
             }
+            Method::Knn { sources } => self.knn(user, now, *sources),
             Method::Popularity { decay } => self
                 .stats
                 .view(now, decay)
@@ -259,6 +256,40 @@ impl<'a> Replayer<'a> {
     }
 }
 
+impl Replayer<'_> {
+    /// Item-kNN alone: the sum of similarities to the user's last `sources` distinct items,
+    /// their own items excluded, then items by popularity.
+    fn knn(&self, user: usize, now: DateTime<Utc>, sources: usize) -> Vec<ItemIdx> {
+        let own: IdxSet<ItemIdx> = self.own[user].iter().map(|x| x.0).collect();
+        let mut last: Vec<ItemIdx> = Vec::with_capacity(sources);
+        for &(item, _, _) in self.own[user].iter().rev() {
+            if last.len() == sources {
+                break;
+            }
+            if !last.contains(&item) {
+                last.push(item);
+            }
+        }
+        let view = self.stats.view(now, &self.tuning.scoring.trending_decay);
+        let mut scores: IdxMap<ItemIdx, f64> = IdxMap::default();
+        for &src in &last {
+            for (item, sim) in view.similar(src, usize::MAX) {
+                if !own.contains(&item) {
+                    *scores.entry(item).or_default() += sim;
+                }
+            }
+        }
+        let mut ranked: Vec<(ItemIdx, f64)> = scores.into_iter().collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let mut out: Vec<ItemIdx> = ranked.into_iter().map(|(i, _)| i).take(RANKED_ITEMS).collect();
+        let chosen: IdxSet<ItemIdx> = out.iter().copied().collect();
+        let popular = self.stats.view(now, &Decay::None).trending(Segment::Global, RANKED_ITEMS * 2);
+        out.extend(popular.into_iter().map(|(i, _)| i).filter(|i| !own.contains(i) && !chosen.contains(i)));
+        out.truncate(RANKED_ITEMS);
+        out
+    }
+}
+
 /// 1-based position of `target` in `list` (0 when absent or unknown).
 pub(super) fn position<T: PartialEq + Copy>(list: &[T], target: Option<T>) -> u8 {
     target.and_then(|t| list.iter().position(|&x| x == t)).map_or(0, |p| (p + 1) as u8)
@@ -266,8 +297,7 @@ pub(super) fn position<T: PartialEq + Copy>(list: &[T], target: Option<T>) -> u8
 
 /// Runs `variants` over `log` on `threads` threads (each replays the log for its share of the
 /// variants). Returns one accumulator per variant, in order.
-pub(super) fn replay(log: &[LogEvent], tuning: &Tuning, variants: &[Variant], threads: usize, capture: bool, progress: &ProgressBar) -> Vec<Acc> {
-    let prepared = prepare(log);
+pub(super) fn replay(prepared: &Prepared<'_>, tuning: &Tuning, schedule: &Schedule, variants: &[Variant], threads: usize, capture: bool, progress: &ProgressBar) -> Vec<Acc> {
     let threads = threads.clamp(1, variants.len().max(1));
     // Longest job first onto the least loaded thread.
     let mut order: Vec<usize> = (0..variants.len()).collect();
@@ -283,10 +313,9 @@ pub(super) fn replay(log: &[LogEvent], tuning: &Tuning, variants: &[Variant], th
         let handles: Vec<_> = shares
             .iter()
             .map(|(_, idx)| {
-                let prepared = &prepared;
                 scope.spawn(move || {
                     let mine: Vec<&Variant> = idx.iter().map(|&i| &variants[i]).collect();
-                    Replayer::new(tuning, mine, prepared.users, capture).run(prepared, progress)
+                    Replayer::new(tuning, schedule, mine, prepared.users, capture).run(prepared, progress)
                 })
             })
             .collect();

@@ -1,7 +1,8 @@
 use super::*;
 
 fn tuning() -> Tuning {
-    load_default_tuning(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config")).expect("the shipped config loads")
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml")).expect("the shipped config");
+    Settings::from_toml(&text).expect("the shipped config loads").tuning
 }
 
 /// Rows `user,item,category,behaviour,ts` as the log has them.
@@ -40,7 +41,10 @@ fn future() -> Vec<(&'static str, &'static str, &'static str, &'static str, i64)
 
 fn answers(rows: &[(&str, &str, &str, &str, i64)], variants: &[Variant]) -> Vec<Vec<Vec<String>>> {
     let t = tuning();
-    replay(&log(rows), &t, variants, 2, true, &ProgressBar::hidden()).into_iter().map(|a| a.captured).collect()
+    let log = log(rows);
+    let prepared = prepare(&log);
+    let schedule = retrain::schedule(&prepared.kairos, &prepared.items, &t, 1.0, &ProgressBar::hidden());
+    replay(&prepared, &t, &schedule, variants, 2, true, &ProgressBar::hidden()).into_iter().map(|a| a.captured).collect()
 }
 
 #[test]

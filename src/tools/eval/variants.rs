@@ -10,8 +10,12 @@ use super::*;
 #[derive(Clone, Debug)]
 pub enum Method {
     /// kairos: `InterestVector::build` with `decay` and the configured kind weights, then
-    /// `scoring::rank` with `scoring`.
-    Kairos { decay: Decay, scoring: Box<ScoringConfig> },
+    /// `Scorer::rank` with `scoring`: by the model the replay's retraining deployed when
+    /// `learned` (the hand-set blend until a first model exists), else by the hand-set blend.
+    Kairos { decay: Decay, scoring: Box<ScoringConfig>, learned: bool },
+    /// Item-kNN alone: Σ cosine similarity (the statistics' item-kNN) to the user's last
+    /// `sources` distinct items, the user's own items excluded, then popularity.
+    Knn { sources: usize },
     /// The yardstick of DESIGN.md: the user's own items by `Σ w_ref(kind) · d(age)` (pv 1,
     /// fav 2, cart 3, buy 4), then every other item by `Σ w_ref · d(age)` over all users.
     /// `decay` must be exponential or none (exact incremental popularity).
@@ -53,7 +57,9 @@ pub struct Variant {
 impl Variant {
     pub(super) fn cost(&self) -> u32 {
         match self.method {
+            Method::Kairos { learned: true, .. } => 30,
             Method::Kairos { .. } => 20,
+            Method::Knn { .. } => 4,
             Method::Reference { .. } => 2,
             Method::Popularity { .. } => 1,
         }
@@ -65,6 +71,10 @@ pub const HALF_LIVES: [f64; 8] = [1.0, 3.0, 6.0, 12.0, 24.0, 48.0, 96.0, 168.0];
 
 /// Name of the shipped configuration's row.
 pub const DEFAULT_ROW: &str = "kairos default (config/default.toml)";
+/// Name of the hand-set blend's row (the shipped config without a model).
+pub const HANDSET_ROW: &str = "kairos hand-set blend (no model)";
+/// Name of the item-kNN baseline's row.
+pub const KNN_ROW: &str = "item-kNN: cosine with the last 10 distinct items, own items excluded";
 /// Name of the yardstick's row.
 pub const REFERENCE_ROW: &str = "reference: own items + popularity, exp 6h";
 /// Name of the yardstick without decay.
@@ -78,11 +88,18 @@ pub fn variants(tuning: &Tuning) -> Vec<Variant> {
     let kairos = |name: String, group: Group, decay: Decay, scoring: ScoringConfig| Variant {
         name,
         group,
-        method: Method::Kairos { decay, scoring: Box::new(scoring) },
+        method: Method::Kairos { decay, scoring: Box::new(scoring), learned: false },
         curve: None,
     };
     let mut v = vec![
-        kairos(DEFAULT_ROW.into(), Group::Headline, tuning.decay.clone(), base.clone()),
+        Variant {
+            name: DEFAULT_ROW.into(),
+            group: Group::Headline,
+            method: Method::Kairos { decay: tuning.decay.clone(), scoring: Box::new(base.clone()), learned: tuning.model.enabled },
+            curve: None,
+        },
+        kairos(HANDSET_ROW.into(), Group::Headline, tuning.decay.clone(), base.clone()),
+        Variant { name: KNN_ROW.into(), group: Group::Headline, method: Method::Knn { sources: 10 }, curve: None },
         Variant {
             name: REFERENCE_ROW.into(),
             group: Group::Headline,
@@ -121,19 +138,19 @@ pub fn variants(tuning: &Tuning) -> Vec<Variant> {
     // Components.
     let d = tuning.decay.clone();
     v.push(kairos(
-        "kairos default, context off (λ_c = 0)".into(),
+        "kairos hand-set, context off (λ_c = 0)".into(),
         Group::Ablation,
         d.clone(),
         ScoringConfig { lambda_context: 0.0, ..base.clone() },
     ));
     v.push(kairos(
-        "kairos default, bought items count fully (bought_item_factor 1)".into(),
+        "kairos hand-set, bought items count fully (bought_item_factor 1)".into(),
         Group::Ablation,
         d.clone(),
         ScoringConfig { bought_item_factor: 1.0, ..base.clone() },
     ));
     v.push(kairos(
-        "kairos default, purchased filter 7 days".into(),
+        "kairos hand-set, purchased filter 7 days".into(),
         Group::Ablation,
         d.clone(),
         ScoringConfig { purchased_filter_days: 7.0, ..base.clone() },
@@ -165,14 +182,16 @@ pub fn variants(tuning: &Tuning) -> Vec<Variant> {
             curve: Some((Curve::Reference, h)),
         });
     }
-    // The configured decay is one of the sweep's points: mark the default row, drop the copy.
+    // The configured decay is one of the sweep's points: mark the hand-set row, drop the copy.
     if let Decay::Exponential { half_life_hours } = tuning.decay {
         let dup = v.iter().position(|x| {
             x.group == Group::Decay && matches!(&x.method, Method::Kairos { decay, .. } if *decay == tuning.decay)
         });
         if let Some(i) = dup {
             v.remove(i);
-            v[0].curve = Some((Curve::Kairos, half_life_hours));
+            if let Some(handset) = v.iter_mut().find(|x| x.name == HANDSET_ROW) {
+                handset.curve = Some((Curve::Kairos, half_life_hours));
+            }
         }
     }
     v

@@ -114,7 +114,7 @@ pub fn run(opts: &SimulateOptions) -> anyhow::Result<SimReport> {
     if let Some(seed) = opts.seed {
         params.replay.seed = seed;
     }
-    let settings = Settings::load(&ConfigSource { dir: opts.config_dir.clone(), env_name: None, use_env: false })
+    let settings = Settings::load(&ConfigSource::from_env(&opts.config_dir))
         .with_context(|| format!("loading the service configuration from {}", opts.config_dir.display()))?;
     let data = Dataset::read(&opts.dataset)?;
     let mut report = simulate(&data, &params, &settings.tuning, true)?;
