@@ -38,6 +38,9 @@ enum Command {
     Simulate(kairos::tools::simulate::SimulateOptions),
     /// Write a behaviour log with a planted behaviour (repeat or sequential), for `eval`.
     Synth(kairos::tools::synth::SynthOptions),
+    /// Train the learned ranker once on the configured store's log (as the service's trainer
+    /// does every `tuning.model.retrain_every_hours`), store it, deploy it if it wins.
+    Train,
     /// Time the scheduler planning every due user of the configured store (after `datagen`).
     BenchScheduler,
     /// Start the service on a temporary store, load the Taobao sample over HTTP, show three users.
@@ -102,6 +105,22 @@ fn main() -> anyhow::Result<()> {
             let opts = kairos::tools::demo::DemoOptions { config_dir: cli.config_dir.clone(), ..opts.clone() };
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             rt.block_on(kairos::tools::demo::run(opts))
+        }
+        Command::Train => {
+            let (settings, _) = load(&cli)?;
+            kairos::telemetry::init_tracing(&settings.telemetry);
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(async {
+                use std::sync::Arc;
+                let store = kairos::store::connect(&settings.database).await?;
+                let tuning = Arc::new(kairos::config::LiveTuning::new(settings.tuning.clone()));
+                let engine = Arc::new(kairos::engine::Engine::new(store.clone(), tuning.clone()));
+                engine.refresh(chrono::TimeDelta::zero()).await?;
+                let trainer = kairos::engine::trainer::Trainer::new(engine, store, tuning, kairos::clock::Clock::default());
+                let run = trainer.train_now().await?;
+                println!("{}", serde_json::to_string_pretty(&run)?);
+                anyhow::Ok(())
+            })
         }
         Command::BenchScheduler => {
             let (settings, _) = load(&cli)?;

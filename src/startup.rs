@@ -21,6 +21,7 @@ use crate::auth::KeyRing;
 use crate::config::{ConfigSource, DEV_KEY, LiveTuning, Settings};
 use crate::ingest::Ingestor;
 use crate::engine::Engine;
+use crate::engine::trainer::Trainer;
 use crate::push::scheduler::Scheduler;
 use crate::store::{self, Store};
 
@@ -64,6 +65,8 @@ impl App {
         let scheduler = Arc::new(Scheduler::new(store.clone(), engine.clone(), tuning.clone(), clock.clone()));
         tracker.spawn(scheduler.clone().run(background.clone()));
         tracker.spawn(engine.clone().run_refresher(background.clone()));
+        let trainer = Arc::new(Trainer::new(engine.clone(), store.clone(), tuning.clone(), clock.clone()));
+        tracker.spawn(trainer.clone().run(background.clone()));
 
         let addr: SocketAddr = format!("{}:{}", settings.server.host, settings.server.port)
             .parse()
@@ -80,6 +83,7 @@ impl App {
             ingestor,
             engine,
             scheduler,
+            trainer,
             clock,
             draining: AtomicBool::new(false),
             prometheus,

@@ -3,6 +3,7 @@
 mod error;
 mod events;
 mod items;
+mod models;
 mod ops;
 mod pushes;
 mod recommendations;
@@ -46,6 +47,7 @@ pub struct Inner {
     pub ingestor: Ingestor,
     pub engine: Arc<Engine>,
     pub scheduler: Arc<Scheduler>,
+    pub trainer: Arc<crate::engine::trainer::Trainer>,
     pub clock: crate::clock::Clock,
     pub draining: AtomicBool,
     pub prometheus: PrometheusHandle,
@@ -83,7 +85,7 @@ pub fn router(state: AppState) -> Router {
         .merge(scoped(&[Scope::Ingest], events::router().merge(items::write_router()).merge(users::write_router())))
         .merge(scoped(&[Scope::Read, Scope::Gateway], items::read_router().merge(users::read_router()).merge(pushes::read_router()).merge(recommendations::router())))
         .merge(scoped(&[Scope::Gateway], pushes::gateway_router()))
-        .merge(scoped(&[Scope::Admin], users::admin_router().merge(ops::admin_router())))
+        .merge(scoped(&[Scope::Admin], users::admin_router().merge(ops::admin_router()).merge(models::admin_router())))
         .merge(ops::open_router())
         .fallback(|| async { ApiError::not_found("this route") })
         .layer(DefaultBodyLimit::max(state.settings.server.body_limit_bytes));
@@ -173,6 +175,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
             recommendations::get_recommendations, recommendations::get_interests,
             pushes::get_due, pushes::post_feedback, pushes::get_push_plan,
             ops::healthz, ops::readyz, ops::metrics, ops::get_config, ops::reload_config,
+            models::list_models, models::train, models::deploy, models::pin,
         ),
         components(schemas(Problem, crate::domain::FieldError)),
         modifiers(&BearerAuth)

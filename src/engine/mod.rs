@@ -33,7 +33,9 @@ use crate::push::frequency::ActivityHistogram;
 use crate::rank::stats::{Stats, StatsConfig};
 use crate::store::{Store, StoreResult};
 
+mod models;
 mod refresh;
+pub mod trainer;
 
 /// How long a cached user view is trusted before it is re-read from the store (its events
 /// are kept current by the refresher meanwhile).
@@ -95,6 +97,9 @@ pub struct RecommendationResponse {
     pub decay: Decay,
     /// Version of the tuning used (bumped by every applied reload).
     pub config_version: u64,
+    /// The version of the learned model that ranked; `null` when the hand-set blend did
+    /// (no model trained yet, `tuning.model.enabled = false`, or none fits the features).
+    pub model_version: Option<u64>,
     pub items: Vec<Scored>,
 }
 
@@ -140,6 +145,8 @@ pub struct Engine {
     refreshed: Mutex<Option<Instant>>,
     /// `Tuning::kind_weights` of the tuning last used.
     kind_weights: Mutex<Option<(Arc<Tuning>, Arc<KindWeights>)>>,
+    /// The learned ranker in force, as loaded from the store (see `models`).
+    models: models::Loaded,
 }
 
 /// The best item to push to a user, with the reasons scoring gave for it.
@@ -172,6 +179,7 @@ impl Engine {
             catalog_cursor: Mutex::new((DateTime::<Utc>::UNIX_EPOCH, String::new())),
             refreshed: Mutex::new(None),
             kind_weights: Mutex::new(None),
+            models: models::Loaded::default(),
         }
     }
 
@@ -288,7 +296,7 @@ impl Engine {
     }
 
     /// The event kinds' weights of `tuning`, built once per tuning rather than per request.
-    fn kind_weights(&self, tuning: &Arc<Tuning>) -> Arc<KindWeights> {
+    pub(crate) fn kind_weights(&self, tuning: &Arc<Tuning>) -> Arc<KindWeights> {
         let mut cached = self.kind_weights.lock().expect("kind weights lock");
         match cached.as_ref() {
             // The cache holds the tuning itself, so its address cannot be reused meanwhile.
@@ -316,7 +324,8 @@ impl Engine {
             let profile = self.cached_profile(user_id, &view, &catalog, &tuning, req.at);
             let request = ScoringRequest { n: req.n, context: context.clone(), exclude: &exclude };
             let kinds = self.kind_weights(&tuning);
-            let scorer = Scorer { catalog: &catalog, stats: &stats, kinds: &kinds, cfg: &tuning.scoring, model: None };
+            let model = self.ranker(&tuning, &kinds);
+            let scorer = Scorer { catalog: &catalog, stats: &stats, kinds: &kinds, cfg: &tuning.scoring, model: model.as_deref() };
             scorer.rank(&request, &profile, &view.events, req.at)
         };
         Ok(RecommendationResponse {
@@ -326,6 +335,7 @@ impl Engine {
             context,
             decay: tuning.decay.clone(),
             config_version: version,
+            model_version: ranking.model,
             items: ranking.items,
         })
     }
@@ -361,7 +371,8 @@ impl Engine {
         let context = RequestContext::at(&now.with_timezone(&user.timezone), None, None);
         let request = ScoringRequest { n: 1, context, exclude: &exclude };
         let kinds = self.kind_weights(&tuning);
-        let scorer = Scorer { catalog: &catalog, stats: &stats, kinds: &kinds, cfg: &tuning.scoring, model: None };
+        let model = self.ranker(&tuning, &kinds);
+        let scorer = Scorer { catalog: &catalog, stats: &stats, kinds: &kinds, cfg: &tuning.scoring, model: model.as_deref() };
         let ranking = scorer.rank(&request, &profile, history, now);
         let best = ranking.items.into_iter().next().map(|s| CandidateItem {
             item_id: s.item_id,

@@ -88,6 +88,7 @@ impl Engine {
                 break;
             }
         }
+        self.load_model().await?;
         *self.refreshed.lock().expect("refresh time lock") = Some(Instant::now());
         Ok(folded)
     }

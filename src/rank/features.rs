@@ -54,6 +54,15 @@ pub fn names(kinds: &KindWeights) -> Vec<String> {
     BASE_FEATURES.iter().map(|s| s.to_string()).chain(kinds.item_kinds().iter().map(|k| format!("kind:{k}"))).collect()
 }
 
+/// Whether `names` are [`names`]`(kinds)` (without building them: serving checks it per request).
+pub fn matches(kinds: &KindWeights, names: &[String]) -> bool {
+    let (base, rest) = names.split_at(names.len().min(BASE_FEATURES.len()));
+    base.iter().zip(BASE_FEATURES).all(|(a, b)| a == b)
+        && base.len() == BASE_FEATURES.len()
+        && rest.len() == kinds.item_kinds().len()
+        && rest.iter().zip(kinds.item_kinds()).all(|(a, k)| a.strip_prefix("kind:") == Some(k.as_str()))
+}
+
 /// The hand-set blend's parts of one candidate, each normalised as the blend uses it.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Parts {
@@ -232,3 +241,22 @@ impl LeafTouches {
 
 /// The decay of the `pop_all` feature: none (the statistics' horizon bounds it).
 pub const ALL_TIME: Decay = Decay::None;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_list_the_base_features_then_one_per_item_kind_and_matches_agrees() {
+        let kinds = KindWeights::new([("view", 1.0, true), ("cart", 3.0, true), ("search", 0.0, false)]);
+        let n = names(&kinds);
+        assert_eq!(n.len(), BASE_FEATURES.len() + 2);
+        assert_eq!(&n[BASE_FEATURES.len()..], ["kind:cart", "kind:view"], "slot order is name order");
+        assert!(matches(&kinds, &n));
+        let other = KindWeights::new([("view", 1.0, true)]);
+        assert!(!matches(&other, &n));
+        let mut renamed = n.clone();
+        renamed[3] = "x".into();
+        assert!(!matches(&kinds, &renamed));
+    }
+}

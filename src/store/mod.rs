@@ -167,8 +167,78 @@ pub enum FeedbackOutcome {
     Conflict,
 }
 
+/// A model to store.
+#[derive(Debug, Clone)]
+pub struct NewModel {
+    /// `ranker` (the learned ranker).
+    pub kind: String,
+    pub created_at: DateTime<Utc>,
+    pub window_from: DateTime<Utc>,
+    pub window_to: DateTime<Utc>,
+    /// Make it the model in force now (it passed the deployment rule).
+    pub deploy: bool,
+    /// What the training measured, as JSON.
+    pub metrics: serde_json::Value,
+    /// The model's parameters (its JSON document).
+    pub params: String,
+}
+
+/// A stored model, without its parameters.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct ModelRow {
+    pub version: i64,
+    pub kind: String,
+    pub created_at: DateTime<Utc>,
+    pub window_from: DateTime<Utc>,
+    pub window_to: DateTime<Utc>,
+    /// When it was last made the model in force (never: `null`).
+    pub deployed_at: Option<DateTime<Utc>>,
+    #[schema(value_type = Object)]
+    pub metrics: serde_json::Value,
+    /// Size of the stored parameters, bytes.
+    pub params_bytes: i64,
+}
+
+/// The learned models and the leases that let one replica train at a time.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait ModelStore: Send + Sync {
+    /// Stores a model (and deploys it when asked); returns its version.
+    async fn insert_model(&self, model: &NewModel) -> StoreResult<i64>;
+
+    /// The latest `limit` models of `kind`, newest first.
+    async fn list_models(&self, kind: &str, limit: i64) -> StoreResult<Vec<ModelRow>>;
+
+    /// A model's parameters.
+    async fn model_params(&self, version: i64) -> StoreResult<Option<String>>;
+
+    /// The version in force for `kind`: the pinned one, else the latest deployed; with
+    /// whether it is pinned.
+    async fn model_in_force(&self, kind: &str) -> StoreResult<Option<(i64, bool)>>;
+
+    /// Makes `version` the latest deployment of its kind (a rollback or roll-forward);
+    /// false when there is no such version.
+    async fn deploy_model(&self, version: i64, at: DateTime<Utc>) -> StoreResult<bool>;
+
+    /// Pins `version` for `kind` (`None`: unpins); false when the version is not of that kind.
+    async fn pin_model(&self, kind: &str, version: Option<i64>) -> StoreResult<bool>;
+
+    /// Takes (or renews) the lease `name` for `holder` until `until`, unless another holder
+    /// has it beyond `now`; true when `holder` now has it.
+    async fn try_lease(&self, name: &str, holder: Uuid, until: DateTime<Utc>, now: DateTime<Utc>) -> StoreResult<bool>;
+
+    /// Gives the lease back (when `holder` has it).
+    async fn release_lease(&self, name: &str, holder: Uuid) -> StoreResult<()>;
+
+    /// Events with `from <= ts < to` logged after `after_seq`, in log order, at most `limit`
+    /// (the trainer's window, paged).
+    async fn events_between(&self, from: DateTime<Utc>, to: DateTime<Utc>, after_seq: i64, limit: i64) -> StoreResult<Vec<LoggedEvent>>;
+
+    /// How many events have `from <= ts < to`.
+    async fn count_events_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> StoreResult<i64>;
+}
+
+#[async_trait]
+pub trait Store: ModelStore + Send + Sync + 'static {
     /// `postgres` or `sqlite`, for logs and metrics.
     fn backend(&self) -> &'static str;
 

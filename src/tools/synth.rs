@@ -209,3 +209,97 @@ pub fn run(opts: &SynthOptions) -> anyhow::Result<usize> {
     out.flush()?;
     Ok(log.len())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Settings, Tuning};
+    use crate::domain::{Event, Item};
+    use crate::rank::catalog::StrMap;
+    use crate::rank::learn::{self, Outcome, examples, fit};
+    use crate::rank::ranker::Ranker;
+    use chrono::DateTime;
+
+    fn shipped() -> Tuning {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml")).expect("shipped config");
+        Settings::from_toml(&text).expect("valid").tuning
+    }
+
+    struct Log {
+        events: Vec<Event>,
+        items: StrMap<String, Item>,
+    }
+
+    fn log(regime: Regime) -> Log {
+        let rows = generate(regime, Shape { users: 160, items: 800, events: 9_000, days: 6, seed: 3 });
+        let mut items: StrMap<String, Item> = StrMap::default();
+        for r in &rows {
+            items.entry(r.item.clone()).or_insert_with(|| Item::new(r.item.clone(), vec![r.category.clone()]));
+        }
+        Log { events: rows.iter().enumerate().map(|(n, r)| r.to_event(n)).collect(), items }
+    }
+
+    const SPLIT_DAYS: i64 = 4;
+
+    fn split() -> DateTime<chrono::Utc> {
+        DateTime::from_timestamp(START + SPLIT_DAYS * 86_400, 0).unwrap()
+    }
+
+    /// The model the shipped config trains on `log`'s first days.
+    fn trained(log: &Log, tuning: &Tuning) -> Ranker {
+        let kinds = tuning.kind_weights();
+        let setup = tuning.training_setup(&kinds);
+        let before: Vec<Event> = log.events.iter().filter(|e| e.ts < split()).cloned().collect();
+        match learn::train(&before, &|id| log.items.get(id).cloned(), &|_| 8 * 3600, &setup, None, split()) {
+            Outcome::Deploy(fit) => Ranker::new(0, fit.params, &crate::rank::features::names(&kinds)).unwrap(),
+            other => panic!("the shipped config should train and deploy here: {other:?}"),
+        }
+    }
+
+    /// NDCG@10 of `score` on `log`'s days after the split.
+    fn ndcg_after_split(log: &Log, tuning: &Tuning, score: &dyn Fn(&[f32]) -> f64) -> f64 {
+        let kinds = tuning.kind_weights();
+        let setup = tuning.training_setup(&kinds);
+        let data = examples::build(&log.events, &|id| log.items.get(id).cloned(), &|_| 8 * 3600, &setup, split(), DateTime::<chrono::Utc>::MAX_UTC, split());
+        let all: Vec<&examples::Example> = data.list.iter().collect();
+        fit::ndcg(&all, score, data.width)
+    }
+
+    #[test]
+    fn generated_logs_plant_their_behaviour() {
+        for (regime, repeats) in [(Regime::Repeat, true), (Regime::Sequential, false)] {
+            let rows = generate(regime, Shape { users: 50, items: 400, events: 3_000, days: 5, seed: 1 });
+            let mut seen: HashSet<(&str, &str)> = HashSet::new();
+            let (mut targets, mut repeated) = (0, 0);
+            for r in &rows {
+                if r.behaviour.is_target() {
+                    targets += 1;
+                    repeated += usize::from(seen.contains(&(r.user.as_str(), r.item.as_str())));
+                }
+                seen.insert((&r.user, &r.item));
+            }
+            assert!(targets > 100, "{regime:?}: {targets} targets");
+            if repeats {
+                assert!(repeated * 2 > targets, "{regime:?}: most targets were looked at before ({repeated} of {targets})");
+            } else {
+                assert_eq!(repeated, 0, "{regime:?}: nobody touches an item twice");
+            }
+            assert!(rows.windows(2).all(|w| w[0].ts <= w[1].ts), "time order");
+            assert_eq!(rows.len(), generate(regime, Shape { users: 50, items: 400, events: 3_000, days: 5, seed: 1 }).len(), "deterministic");
+        }
+    }
+
+    #[test]
+    fn the_shipped_config_learns_each_regime_and_beats_the_other_regimes_model_on_it_by_far() {
+        let tuning = shipped();
+        let (repeat, sequential) = (log(Regime::Repeat), log(Regime::Sequential));
+        let (on_repeat, on_sequential) = (trained(&repeat, &tuning), trained(&sequential, &tuning));
+        for (name, log, own, other) in [("repeat", &repeat, &on_repeat, &on_sequential), ("sequential", &sequential, &on_sequential, &on_repeat)] {
+            let mine = ndcg_after_split(log, &tuning, &|r| own.score(r));
+            let theirs = ndcg_after_split(log, &tuning, &|r| other.score(r));
+            let handset = ndcg_after_split(log, &tuning, &|r| f64::from(r[0]));
+            assert!(mine > 1.5 * theirs && mine > theirs + 0.1, "{name}: its own model {mine:.3}, the other regime's {theirs:.3}");
+            assert!(mine > handset, "{name}: learned {mine:.3} vs hand-set {handset:.3}");
+        }
+    }
+}

@@ -6,5 +6,6 @@ mod auth_and_ops;
 mod catalog_and_users;
 mod crash;
 mod ingest;
+mod models;
 mod pushes;
 mod recommendations;

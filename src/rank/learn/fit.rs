@@ -159,7 +159,8 @@ pub fn ndcg(examples: &[&Example], score: impl Fn(&[f32]) -> f64, width: usize) 
             (rank <= NDCG_K).then(|| 1.0 / ((rank + 1) as f64).log2())
         })
         .sum();
-    total / examples.len() as f64
+    // `+ 0.0`: a sum of nothing is −0.0.
+    total / examples.len() as f64 + 0.0
 }
 
 /// Adam on the listwise loss, in standardised feature space.

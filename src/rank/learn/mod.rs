@@ -55,6 +55,9 @@ pub struct ModelConfig {
     pub learning_rate: f64,
     /// L2 penalty on the weights.
     pub l2: f64,
+    /// Most events of the window the service's trainer reads; beyond it, a fixed share of
+    /// the users is kept (all of each kept user's events).
+    pub max_events: usize,
     /// Seed of the trainer's random draws (negatives, order): the same log gives the same model.
     pub seed: u64,
 }
@@ -72,6 +75,7 @@ impl Default for ModelConfig {
             max_epochs: 30,
             learning_rate: 0.05,
             l2: 1e-4,
+            max_events: 2_000_000,
             seed: 7,
         }
     }
@@ -99,8 +103,8 @@ impl ModelConfig {
         if self.target_kinds.is_empty() {
             return Err("model.target_kinds must name at least one event kind".into());
         }
-        if self.max_epochs == 0 || self.max_negatives == 0 || self.min_examples == 0 {
-            return Err("model.max_epochs, model.max_negatives and model.min_examples must be >= 1".into());
+        if self.max_epochs == 0 || self.max_negatives == 0 || self.min_examples == 0 || self.max_events == 0 {
+            return Err("model.max_epochs, model.max_negatives, model.min_examples and model.max_events must be >= 1".into());
         }
         Ok(())
     }

@@ -15,6 +15,8 @@ use super::{
     StoreResult, UserPlan, parse_tz, split_category,
 };
 use crate::config::DatabaseSettings;
+
+mod models;
 use crate::domain::{Device, Event, EventContext, EventProps, Item, QuietHours, User};
 
 pub struct PgStore {
