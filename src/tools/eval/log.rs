@@ -180,6 +180,8 @@ pub struct LogFacts {
     pub repeat_category: usize,
     /// Targets whose item the user bought before.
     pub rebought: usize,
+    /// Per target, in replay order: the user had touched its item before.
+    pub repeat_flags: Vec<bool>,
 }
 
 pub(super) fn log_facts(log: &[LogEvent]) -> LogFacts {
@@ -197,7 +199,9 @@ pub(super) fn log_facts(log: &[LogEvent]) -> LogFacts {
             f.targets += 1;
             f.carts += usize::from(e.behaviour == Behaviour::Cart);
             f.buys += usize::from(e.behaviour == Behaviour::Buy);
-            f.repeat_item += usize::from(touched.contains(&(u, e.item.as_str())));
+            let repeat = touched.contains(&(u, e.item.as_str()));
+            f.repeat_item += usize::from(repeat);
+            f.repeat_flags.push(repeat);
             f.known_item += usize::from(items.contains(e.item.as_str()));
             f.repeat_category += usize::from(touched_cat.contains(&(u, e.category.as_str())));
             f.rebought += usize::from(bought.contains(&(u, e.item.as_str())));

@@ -76,6 +76,9 @@ pub struct VariantResult {
     pub coverage: f64,
     /// Mean over top-10 lists of distinct leaf categories / list length.
     pub diversity: f64,
+    /// Targets found in the top 10, and how many of them the user had touched before.
+    pub hits10: usize,
+    pub repeat_hits10: usize,
 }
 
 /// Replays `log` for `variants` on `threads` threads and measures them. `progress` advances
@@ -92,6 +95,7 @@ pub fn evaluate(
     let split = holdout_from(log);
     let prepared = prepare(log);
     let late: Vec<bool> = prepared.events.iter().filter(|e| e.behaviour.is_target()).map(|e| e.ts >= split).collect();
+    let repeats = log_facts(log).repeat_flags;
     let schedule = if variants.iter().any(|v| matches!(v.method, Method::Kairos { learned: true, .. })) {
         retrain::schedule(&prepared.kairos, &prepared.items, tuning, retrain_every_hours, progress)
     } else {
@@ -115,6 +119,8 @@ pub fn evaluate(
             late_category: Metrics::from_ranks(&part(&a.cat_rank, true)),
             coverage: a.covered.len() as f64 / items.max(1) as f64,
             diversity: if a.lists == 0 { 0.0 } else { a.diversity_sum / a.lists as f64 },
+            hits10: a.item_rank.iter().filter(|&&r| (1..=10).contains(&r)).count(),
+            repeat_hits10: a.item_rank.iter().zip(&repeats).filter(|(r, rep)| (1..=10).contains(*r) && **rep).count(),
         })
         .collect();
     (results, schedule)

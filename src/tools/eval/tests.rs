@@ -107,3 +107,29 @@ fn facts_count_targets_and_repeats_in_time_order() {
     assert_eq!((f.rows, f.users, f.items, f.targets, f.carts, f.buys), (3, 2, 2, 2, 1, 1));
     assert_eq!((f.repeat_item, f.known_item, f.repeat_category), (1, 1, 1));
 }
+
+/// The learned default's answers, and its schedule, on a generated log cut at `cut` (unix s).
+fn learned_answers(log: &[LogEvent], cut: i64) -> (Vec<Vec<String>>, Schedule) {
+    let t = tuning();
+    let log: Vec<LogEvent> = log.iter().filter(|e| e.ts < cut).cloned().collect();
+    let prepared = prepare(&log);
+    let schedule = retrain::schedule(&prepared.kairos, &prepared.items, &t, 24.0, &ProgressBar::hidden());
+    let default: Vec<Variant> = variants(&t).into_iter().filter(|v| v.name == DEFAULT_ROW).collect();
+    let answers = replay(&prepared, &t, &schedule, &default, 1, true, &ProgressBar::hidden()).remove(0).captured;
+    (answers, schedule)
+}
+
+#[test]
+fn no_answer_of_the_retrained_model_depends_on_later_events() {
+    use crate::tools::synth::{Regime, Shape, generate};
+    let log = generate(Regime::Sequential, Shape { users: 80, items: 400, events: 4_000, days: 6, seed: 2 });
+    let (first, last) = (log[0].ts, log.last().unwrap().ts);
+    let cut = first + (last - first) * 2 / 3;
+    let (full, schedule) = learned_answers(&log, i64::MAX);
+    let (past, past_schedule) = learned_answers(&log, cut);
+    let cut_at = utc(cut);
+    assert!(schedule.at(cut_at).is_some(), "a model is in force before the cut, so the check means something");
+    assert!(schedule.last() != past_schedule.last(), "later retrainings (after the cut) trained other models");
+    assert!(past.len() > 100);
+    assert_eq!(past[..], full[..past.len()], "the answers before the cut are those of the full log");
+}
