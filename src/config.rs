@@ -54,6 +54,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub auth: AuthSettings,
     pub ingest: IngestSettings,
+    pub engine: EngineSettings,
     pub telemetry: TelemetrySettings,
     pub tuning: Tuning,
 }
@@ -130,6 +131,21 @@ pub struct IngestSettings {
     pub retention_days: u32,
     /// Events further than this in the future are refused, seconds.
     pub max_future_secs: i64,
+    /// Most events one user may send per minute (per replica); beyond it, 429.
+    pub max_events_per_user_per_minute: u32,
+}
+
+/// Bounds of one replica's caches.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EngineSettings {
+    /// Users whose views are cached; beyond it the least recently used are dropped.
+    pub history_cache_users: usize,
+    /// A user's newest events read and kept; older ones are ignored.
+    pub max_events_per_user: usize,
+    /// Item ids seen in events before the catalogue sent them, kept at most; beyond it, events
+    /// on further unknown items are left out of the statistics until the catalogue has them.
+    pub max_unknown_items: usize,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
@@ -320,6 +336,19 @@ impl Settings {
                 return Err(invalid(&format!("auth.keys[{i}].scopes"), "must name at least one scope"));
             }
         }
+        let e = &self.engine;
+        for (key, v) in [
+            ("engine.history_cache_users", e.history_cache_users),
+            ("engine.max_events_per_user", e.max_events_per_user),
+            ("engine.max_unknown_items", e.max_unknown_items),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be > 0"));
+            }
+        }
+        if self.ingest.max_events_per_user_per_minute == 0 {
+            return Err(invalid("ingest.max_events_per_user_per_minute", "must be > 0"));
+        }
         let g = &self.ingest;
         if g.max_events_per_request == 0 || g.max_events_per_request > 10_000 {
             return Err(invalid("ingest.max_events_per_request", "must be in 1..=10000"));
@@ -395,6 +424,8 @@ pub fn non_reloadable_change(old: &Settings, new: &Settings) -> Option<&'static 
         Some("auth")
     } else if old.ingest != new.ingest {
         Some("ingest")
+    } else if old.engine != new.engine {
+        Some("engine")
     } else if old.telemetry != new.telemetry {
         Some("telemetry")
     } else {

@@ -176,6 +176,11 @@ pub struct User {
     pub quiet_hours: Option<QuietHours>,
     pub locale: Option<String>,
     pub updated_at: DateTime<Utc>,
+    /// When the user last unsubscribed (set by an `unsubscribed` feedback, which also turns
+    /// `push_consent` off); kept by the store, never read from a request.
+    pub unsubscribed_at: Option<DateTime<Utc>>,
+    /// When consent was turned on again after an unsubscribe: an explicit resubscribe.
+    pub resubscribed_at: Option<DateTime<Utc>>,
 }
 
 #[cfg(test)]

@@ -114,7 +114,7 @@ fn main() -> anyhow::Result<()> {
                 use std::sync::Arc;
                 let store = kairos::store::connect(&settings.database).await?;
                 let tuning = Arc::new(kairos::config::LiveTuning::new(settings.tuning.clone()));
-                let engine = Arc::new(kairos::engine::Engine::new(store.clone(), tuning.clone()));
+                let engine = Arc::new(kairos::engine::Engine::new(store.clone(), tuning.clone(), &settings.engine, kairos::clock::Clock::default()));
                 engine.refresh(chrono::TimeDelta::zero()).await?;
                 let trainer = kairos::engine::trainer::Trainer::new(engine, store, tuning, kairos::clock::Clock::default());
                 let run = trainer.train_now().await?;
@@ -151,7 +151,7 @@ async fn bench_scheduler(settings: Settings) -> anyhow::Result<()> {
     use std::sync::Arc;
     let store = kairos::store::connect(&settings.database).await?;
     let tuning = Arc::new(kairos::config::LiveTuning::new(settings.tuning.clone()));
-    let engine = Arc::new(kairos::engine::Engine::new(store.clone(), tuning.clone()));
+    let engine = Arc::new(kairos::engine::Engine::new(store.clone(), tuning.clone(), &settings.engine, kairos::clock::Clock::default()));
     let t = std::time::Instant::now();
     let events = engine.refresh(chrono::TimeDelta::zero()).await?;
     println!("statistics and catalog loaded: {events} events in {:.1} s", t.elapsed().as_secs_f64());

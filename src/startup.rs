@@ -59,9 +59,9 @@ impl App {
         let tuning = Arc::new(LiveTuning::new(settings.tuning.clone()));
         let tracker = TaskTracker::new();
         let background = CancellationToken::new();
-        let engine = Arc::new(Engine::new(store.clone(), tuning.clone()));
-        let ingestor = Ingestor::start(store.clone(), &settings.ingest, engine.clone(), &tracker, background.clone());
         let clock = crate::clock::Clock::default();
+        let engine = Arc::new(Engine::new(store.clone(), tuning.clone(), &settings.engine, clock.clone()));
+        let ingestor = Ingestor::start(store.clone(), &settings.ingest, engine.clone(), &tracker, background.clone());
         let scheduler = Arc::new(Scheduler::new(store.clone(), engine.clone(), tuning.clone(), clock.clone()));
         tracker.spawn(scheduler.clone().run(background.clone()));
         tracker.spawn(engine.clone().run_refresher(background.clone()));

@@ -88,6 +88,8 @@ fn parse_user(id: &str, body: &Value, now: chrono::DateTime<Utc>) -> ApiResult<U
         return Err(ApiError::invalid(errors));
     }
     Ok(User {
+        unsubscribed_at: None,
+        resubscribed_at: None,
         user_id: id.to_string(),
         timezone: timezone.expect("checked above"),
         push_consent: push_consent.expect("checked above"),

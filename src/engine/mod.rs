@@ -10,7 +10,7 @@
 //! other replicas change in a user's settings and push state (items pushed or suppressed);
 //! this replica's own changes to them drop the entry at once.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -21,12 +21,12 @@ use chrono_tz::Tz;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::rank::catalog::{Catalog, StrMap};
-use crate::config::{LiveTuning, Tuning};
+use crate::rank::catalog::Catalog;
+use crate::clock::Clock;
+use crate::config::{EngineSettings, LiveTuning, Tuning};
 use crate::rank::context::RequestContext;
 use crate::rank::decay::Decay;
-use crate::push::frequency::PushState;
-use crate::rank::profile::{Evidence, InterestVector, KindWeights, ProfileParams, Touch};
+use crate::rank::profile::{Evidence, InterestVector, KindWeights, ProfileParams};
 use crate::rank::scoring::{Request as ScoringRequest, Scored, Scorer};
 use crate::domain::{Event, Item, User};
 use crate::push::frequency::ActivityHistogram;
@@ -35,6 +35,7 @@ use crate::store::{Store, StoreResult};
 
 mod models;
 mod refresh;
+mod users;
 pub mod trainer;
 
 /// How long a cached user view is trusted before it is re-read from the store (its events
@@ -44,8 +45,6 @@ pub const HISTORY_TTL: Duration = Duration::from_secs(120);
 pub const REFRESH_EVERY: Duration = Duration::from_secs(1);
 /// Events are consumed this long after their commit (see `Store::events_after`).
 pub const SETTLE: TimeDelta = TimeDelta::seconds(2);
-/// Users kept in the history cache; beyond it the cache starts over.
-const HISTORY_CAPACITY: usize = 200_000;
 /// Events read from the log per refresh query.
 const REFRESH_PAGE: i64 = 20_000;
 /// Items read per catalog refresh query.
@@ -123,18 +122,15 @@ pub struct InterestsResponse {
     pub features: Vec<InterestFeature>,
 }
 
-struct CachedUser {
-    view: UserView,
-    loaded: Instant,
-    /// The touches of `view.events` under a tuning, made at the first request that needed
-    /// them; dropped whenever `view.events` changes.
-    touches: Option<(Arc<Tuning>, Arc<Vec<Touch>>)>,
-}
-
 pub struct Engine {
     store: Arc<dyn Store>,
     tuning: Arc<LiveTuning>,
-    users: Mutex<StrMap<String, CachedUser>>,
+    clock: Clock,
+    users: users::UserCache,
+    /// Item ids interned without catalogue data, kept at most.
+    max_unknown_items: usize,
+    /// Where this replica has read the user change log up to (the store's clock).
+    changes_read: Mutex<Option<DateTime<Utc>>>,
     pub(crate) catalog: RwLock<Catalog>,
     pub(crate) stats: RwLock<Stats>,
     population: RwLock<ActivityHistogram>,
@@ -166,12 +162,15 @@ pub struct PushCandidate {
 }
 
 impl Engine {
-    pub fn new(store: Arc<dyn Store>, tuning: Arc<LiveTuning>) -> Engine {
+    pub fn new(store: Arc<dyn Store>, tuning: Arc<LiveTuning>, limits: &EngineSettings, clock: Clock) -> Engine {
         let stats_cfg = Self::stats_config(&tuning);
         Engine {
             store,
             tuning,
-            users: Mutex::new(StrMap::default()),
+            clock,
+            users: users::UserCache::new(limits.history_cache_users, limits.max_events_per_user),
+            max_unknown_items: limits.max_unknown_items,
+            changes_read: Mutex::new(None),
             catalog: RwLock::new(Catalog::new()),
             stats: RwLock::new(Stats::new(stats_cfg)),
             population: RwLock::new(ActivityHistogram::new()),
@@ -197,69 +196,6 @@ impl Engine {
         self.population.read().expect("population lock").clone()
     }
 
-    /// One user's view, from the cache or the store.
-    pub async fn user_view(&self, user_id: &str, now: DateTime<Utc>) -> StoreResult<UserView> {
-        if let Some(c) = self.users.lock().expect("user cache lock").get(user_id)
-            && c.loaded.elapsed() < HISTORY_TTL
-        {
-            return Ok(c.view.clone());
-        }
-        let since = now - self.horizon();
-        let (events, user, push) = tokio::try_join!(
-            self.store.user_events(user_id, since),
-            self.store.get_user(user_id),
-            self.store.get_push_state(user_id)
-        )?;
-        let tuning = self.tuning.get();
-        let pushed: HashSet<String> = push
-            .and_then(|row| row.state)
-            .and_then(|v| serde_json::from_value::<PushState>(v).ok())
-            .map(|s| s.blocked_items(now, &tuning.frequency).into_iter().collect())
-            .unwrap_or_default();
-        let view = UserView { events: Arc::new(events), timezone: user.map(|u| u.timezone), pushed: Arc::new(pushed) };
-        self.cache_user(user_id.to_string(), view.clone());
-        Ok(view)
-    }
-
-    fn cache_user(&self, user_id: String, view: UserView) {
-        let mut cache = self.users.lock().expect("user cache lock");
-        if cache.len() >= HISTORY_CAPACITY {
-            cache.clear();
-        }
-        cache.insert(user_id, CachedUser { view, loaded: Instant::now(), touches: None });
-    }
-
-    /// Histories of many users at once: cached ones from memory, the rest in one query.
-    pub async fn histories_for(&self, users: &[User], now: DateTime<Utc>) -> StoreResult<HashMap<String, Arc<Vec<Event>>>> {
-        let mut out = HashMap::with_capacity(users.len());
-        let mut missing = Vec::new();
-        {
-            let cache = self.users.lock().expect("user cache lock");
-            for u in users {
-                match cache.get(&u.user_id) {
-                    Some(c) if c.loaded.elapsed() < HISTORY_TTL => {
-                        out.insert(u.user_id.clone(), c.view.events.clone());
-                    }
-                    _ => missing.push(u.user_id.clone()),
-                }
-            }
-        }
-        if !missing.is_empty() {
-            let mut loaded: HashMap<String, Vec<Event>> = missing.iter().map(|id| (id.clone(), Vec::new())).collect();
-            for e in self.store.users_events(&missing, now - self.horizon()).await? {
-                if let Some(v) = loaded.get_mut(&e.user_id) {
-                    v.push(e);
-                }
-            }
-            for (id, events) in loaded {
-                let events = Arc::new(events);
-                // Not cached: the view would lack the pushed items the request path needs.
-                out.insert(id, events);
-            }
-        }
-        Ok(out)
-    }
-
     fn profile(&self, events: &[Event], catalog: &Catalog, tuning: &Arc<Tuning>, at: DateTime<Utc>) -> InterestVector {
         let weights = self.kind_weights(tuning);
         InterestVector::build(events, catalog, &Self::profile_params(tuning, &weights), at)
@@ -272,27 +208,8 @@ impl Engine {
     /// The interest vector of a cached user, from touches made once per history and tuning.
     fn cached_profile(&self, user_id: &str, view: &UserView, catalog: &Catalog, tuning: &Arc<Tuning>, at: DateTime<Utc>) -> InterestVector {
         let weights = self.kind_weights(tuning);
-        let touches = self.touches(user_id, &view.events, catalog, tuning, &weights);
+        let touches = self.users.touches(user_id, &view.events, catalog, tuning, &weights);
         InterestVector::build_from(&touches, &view.events, catalog, &Self::profile_params(tuning, &weights), at)
-    }
-
-    fn touches(&self, user_id: &str, events: &Arc<Vec<Event>>, catalog: &Catalog, tuning: &Arc<Tuning>, weights: &KindWeights) -> Arc<Vec<Touch>> {
-        // The entry's touches are those of its current events: usable when the caller holds
-        // those same events (not an older copy of the history) under the same tuning.
-        if let Some(c) = self.users.lock().expect("user cache lock").get(user_id)
-            && Arc::ptr_eq(&c.view.events, events)
-            && let Some((t, touches)) = &c.touches
-            && Arc::ptr_eq(t, tuning)
-        {
-            return touches.clone();
-        }
-        let touches = Arc::new(Touch::of(events, catalog, weights));
-        if let Some(c) = self.users.lock().expect("user cache lock").get_mut(user_id)
-            && Arc::ptr_eq(&c.view.events, events)
-        {
-            c.touches = Some((tuning.clone(), touches.clone()));
-        }
-        touches
     }
 
     /// The event kinds' weights of `tuning`, built once per tuning rather than per request.
@@ -387,6 +304,6 @@ impl Engine {
     }
 
     pub fn forget_user(&self, user_id: &str) {
-        self.users.lock().expect("user cache lock").remove(user_id);
+        self.users.remove(user_id);
     }
 }

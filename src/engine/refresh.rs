@@ -10,6 +10,14 @@ use chrono_tz::Tz;
 use tokio_util::sync::CancellationToken;
 
 use super::{CATALOG_OVERLAP, CATALOG_PAGE, Engine, REFRESH_EVERY, REFRESH_PAGE, SETTLE};
+use crate::rank::catalog::{Catalog, ItemIdx};
+use crate::store::ChangeKind;
+
+/// Changes read per query of the user change log.
+const CHANGE_PAGE: i64 = 5_000;
+/// The change log is read again this far back at every refresh (a change stamped at `t` may
+/// commit a little later).
+pub const CHANGE_OVERLAP: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
 use crate::domain::Event;
 use crate::ingest::CommitSink;
 use crate::rank::context::event_keys;
@@ -65,8 +73,7 @@ impl Engine {
                     let weight = tuning.kinds.get(&e.kind).map_or(0.0, |k| k.weight);
                     let tz: Tz = e.context.timezone.as_deref().and_then(|z| z.parse().ok()).unwrap_or(chrono_tz::UTC);
                     population.observe(e.ts, tz, 1.0, &tuning.frequency);
-                    let Some(item_id) = &e.item_id else { continue };
-                    let item = catalog.intern(item_id);
+                    let Some(item) = e.item_id.as_deref().and_then(|id| self.item_index(&mut catalog, id)) else { continue };
                     let keys = event_keys(e.ts, &tz, &e.context);
                     stats.observe(&Observation {
                         user: &e.user_id,
@@ -79,7 +86,7 @@ impl Engine {
                     });
                 }
             }
-            self.append_to_cached(page.iter().map(|logged| &logged.event));
+            self.users.append(page.iter().map(|logged| &logged.event));
             if let Some(last) = page.last() {
                 self.stats_seq.store(last.seq, Ordering::Release);
             }
@@ -88,6 +95,7 @@ impl Engine {
                 break;
             }
         }
+        self.apply_user_changes().await?;
         self.load_model().await?;
         *self.refreshed.lock().expect("refresh time lock") = Some(Instant::now());
         Ok(folded)
@@ -110,7 +118,7 @@ impl Engine {
 
     /// Refreshes gauges that are computed rather than counted (cache sizes, stats age).
     pub fn export_gauges(&self) {
-        let n = self.users.lock().expect("user cache lock").len();
+        let n = self.users.len();
         metrics::gauge!("kairos_history_cache_users").set(n as f64);
         metrics::gauge!("kairos_catalog_items").set(self.catalog.read().expect("catalog lock").len() as f64);
         let age = self.refreshed.lock().expect("refresh time lock").map_or(f64::INFINITY, |t| t.elapsed().as_secs_f64());
@@ -118,28 +126,52 @@ impl Engine {
         metrics::gauge!("kairos_stats_observed_events").set(self.stats.read().expect("stats lock").observed() as f64);
     }
 
-    /// Adds `events` to the cached histories of their users (those cached), in time order,
-    /// skipping any already there: this replica's commits arrive here twice, at commit time
-    /// and again from the log.
-    fn append_to_cached<'e>(&self, events: impl IntoIterator<Item = &'e Event>) {
-        let mut cache = self.users.lock().expect("user cache lock");
-        for e in events {
-            let Some(c) = cache.get_mut(&e.user_id) else { continue };
-            let v = &c.view.events;
-            let from = v.partition_point(|x| x.ts < e.ts);
-            let to = v.partition_point(|x| x.ts <= e.ts);
-            if v[from..to].iter().any(|x| x.event_id == e.event_id) {
-                continue;
+    /// The index of `item_id` for the statistics: interned as a placeholder when the
+    /// catalogue has not sent it yet, unless `engine.max_unknown_items` placeholders exist.
+    fn item_index(&self, catalog: &mut Catalog, item_id: &str) -> Option<ItemIdx> {
+        if let Some(idx) = catalog.idx(item_id) {
+            return Some(idx);
+        }
+        if catalog.len() - catalog.known_items() >= self.max_unknown_items {
+            metrics::counter!("kairos_unknown_items_dropped_total").increment(1);
+            return None;
+        }
+        Some(catalog.intern(item_id))
+    }
+
+    /// Applies the user change log since the last read: every user another replica (or this
+    /// one) changed is dropped from the cache, and an erased user's per-user state is removed
+    /// from the statistics too. Changes are read again over [`CHANGE_OVERLAP`], so one
+    /// committed late is not missed (applying one twice is harmless).
+    async fn apply_user_changes(&self) -> StoreResult<usize> {
+        let mut applied = 0;
+        loop {
+            let after = *self.changes_read.lock().expect("change cursor lock");
+            let (changes, high) = self.store.user_changes_since(after.map(|t| t - CHANGE_OVERLAP), CHANGE_PAGE).await?;
+            for c in &changes {
+                self.users.remove(&c.user_id);
+                if c.kind == ChangeKind::Erased {
+                    self.stats.write().expect("stats lock").forget_user(&c.user_id);
+                }
             }
-            // The touches were made of the events before this one.
-            c.touches = None;
-            Arc::make_mut(&mut c.view.events).insert(to, e.clone());
+            applied += changes.len();
+            *self.changes_read.lock().expect("change cursor lock") = Some(high);
+            if (changes.len() as i64) < CHANGE_PAGE {
+                return Ok(applied);
+            }
         }
     }
 }
 
 impl CommitSink for Engine {
     fn committed(&self, events: &[Event]) {
-        self.append_to_cached(events);
+        // An item the catalogue has not sent yet still counts for the user's next answer.
+        {
+            let mut catalog = self.catalog.write().expect("catalog lock");
+            for id in events.iter().filter_map(|e| e.item_id.as_deref()) {
+                self.item_index(&mut catalog, id);
+            }
+        }
+        self.users.append(events);
     }
 }

@@ -3,6 +3,7 @@
 
 mod postgres;
 mod sqlite;
+mod types;
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 pub use postgres::PgStore;
+pub use types::*;
 pub use sqlite::SqliteStore;
 
 use crate::config::DatabaseSettings;
@@ -28,175 +30,26 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// What `DELETE /v1/users/{id}` removed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-pub struct Erased {
-    pub users: u64,
-    pub events: u64,
-    pub push_states: u64,
-    pub pushes: u64,
-}
+/// The change log that keeps every replica's caches true, and the shared push budget.
+#[async_trait]
+pub trait ChangeStore: Send + Sync {
+    /// Changes logged after `after` (with `None`: none, only the store's clock), and the
+    /// store's time of the read, to pass as the next `after` (minus an overlap: a change
+    /// committed late is read again, and applying one twice is harmless).
+    async fn user_changes_since(&self, after: Option<DateTime<Utc>>, limit: i64) -> StoreResult<(Vec<UserChange>, DateTime<Utc>)>;
 
-impl Erased {
-    pub fn anything(&self) -> bool {
-        self.users + self.events + self.push_states + self.pushes > 0
-    }
-}
+    /// Drops changes logged before `before`; returns how many.
+    async fn prune_user_changes(&self, before: DateTime<Utc>) -> StoreResult<u64>;
 
-/// An event with its position in the log, for incremental consumers.
-#[derive(Debug, Clone)]
-pub struct LoggedEvent {
-    pub seq: i64,
-    pub event: Event,
-}
+    /// Takes up to `want` pushes from minute `minute`'s budget of `limit` (one budget for every
+    /// worker of every replica); returns how many were granted.
+    async fn take_push_budget(&self, minute: i64, want: i64, limit: i64) -> StoreResult<i64>;
 
-/// Where a push is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum PushStatus {
-    /// In the outbox, waiting for its send time.
-    Planned,
-    /// Handed to the gateway; offered again when the lease ends unacknowledged.
-    Leased,
-    Delivered,
-    Failed,
-    /// Not delivered before `expires_at`.
-    Expired,
-    /// Withdrawn (the user unsubscribed or lost consent).
-    Cancelled,
-}
+    /// Returns `n` unused pushes to minute `minute`'s budget.
+    async fn give_back_push_budget(&self, minute: i64, n: i64) -> StoreResult<()>;
 
-impl PushStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PushStatus::Planned => "planned",
-            PushStatus::Leased => "leased",
-            PushStatus::Delivered => "delivered",
-            PushStatus::Failed => "failed",
-            PushStatus::Expired => "expired",
-            PushStatus::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(s: &str) -> StoreResult<Self> {
-        Ok(match s {
-            "planned" => PushStatus::Planned,
-            "leased" => PushStatus::Leased,
-            "delivered" => PushStatus::Delivered,
-            "failed" => PushStatus::Failed,
-            "expired" => PushStatus::Expired,
-            "cancelled" => PushStatus::Cancelled,
-            other => return Err(StoreError::Corrupt(format!("push status {other:?}"))),
-        })
-    }
-}
-
-/// A push in the outbox.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
-pub struct Push {
-    pub push_id: Uuid,
-    pub user_id: String,
-    pub item_id: String,
-    pub send_at: DateTime<Utc>,
-    pub expires_at: DateTime<Utc>,
-    pub score: f64,
-    /// Why this item, from scoring.
-    #[schema(value_type = Object)]
-    pub reasons: serde_json::Value,
-    pub status: PushStatus,
-    pub leased_until: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-}
-
-/// A user's stored push state row.
-#[derive(Debug, Clone)]
-pub struct PushStateRow {
-    pub user_id: String,
-    /// Guards read-modify-write: a write names the version it read.
-    pub version: i64,
-    pub next_due_at: DateTime<Utc>,
-    /// The frequency policy's `PushState` as JSON; `None` before the first plan.
-    pub state: Option<serde_json::Value>,
-}
-
-/// What one scheduler decision writes for one claimed user.
-#[derive(Debug, Clone)]
-pub struct UserPlan {
-    pub user_id: String,
-    /// The version read at claim time.
-    pub version: i64,
-    /// The new `PushState`, serialised to JSON.
-    pub state: String,
-    pub next_due_at: DateTime<Utc>,
-    pub push: Option<Push>,
-    /// The `Decision`, serialised to JSON.
-    pub decision: String,
-}
-
-/// What committing a batch of plans did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PlanCommit {
-    pub pushes: u64,
-    /// Plans dropped because the row changed since the claim (feedback) or the claim was lost.
-    pub conflicts: u64,
-    /// Pushes not written because the user already has one at that slot.
-    pub slot_taken: u64,
-}
-
-/// Feedback to record together with the new state it produced.
-#[derive(Debug, Clone)]
-pub struct FeedbackWrite {
-    pub push_id: Uuid,
-    pub kind: String,
-    pub ts: DateTime<Utc>,
-    pub user_id: String,
-    pub expected_version: i64,
-    pub state: serde_json::Value,
-    /// New status of the push, when the feedback changes it (delivered, failed).
-    pub push_status: Option<PushStatus>,
-    /// Withdraw the user's planned pushes (unsubscribe).
-    pub cancel_open_pushes: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FeedbackOutcome {
-    Applied,
-    /// The same (push, kind) was recorded before: nothing changed.
-    Duplicate,
-    /// The state changed since it was read: read again and retry.
-    Conflict,
-}
-
-/// A model to store.
-#[derive(Debug, Clone)]
-pub struct NewModel {
-    /// `ranker` (the learned ranker).
-    pub kind: String,
-    pub created_at: DateTime<Utc>,
-    pub window_from: DateTime<Utc>,
-    pub window_to: DateTime<Utc>,
-    /// Make it the model in force now (it passed the deployment rule).
-    pub deploy: bool,
-    /// What the training measured, as JSON.
-    pub metrics: serde_json::Value,
-    /// The model's parameters (its JSON document).
-    pub params: String,
-}
-
-/// A stored model, without its parameters.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
-pub struct ModelRow {
-    pub version: i64,
-    pub kind: String,
-    pub created_at: DateTime<Utc>,
-    pub window_from: DateTime<Utc>,
-    pub window_to: DateTime<Utc>,
-    /// When it was last made the model in force (never: `null`).
-    pub deployed_at: Option<DateTime<Utc>>,
-    #[schema(value_type = Object)]
-    pub metrics: serde_json::Value,
-    /// Size of the stored parameters, bytes.
-    pub params_bytes: i64,
+    /// The pushes of these users that the gateway never fetched (user, push id).
+    async fn unfetched_pushes(&self, user_ids: &[String]) -> StoreResult<Vec<(String, Uuid)>>;
 }
 
 /// The learned models and the leases that let one replica train at a time.
@@ -238,7 +91,7 @@ pub trait ModelStore: Send + Sync {
 }
 
 #[async_trait]
-pub trait Store: ModelStore + Send + Sync + 'static {
+pub trait Store: ModelStore + ChangeStore + Send + Sync + 'static {
     /// `postgres` or `sqlite`, for logs and metrics.
     fn backend(&self) -> &'static str;
 
@@ -252,8 +105,8 @@ pub trait Store: ModelStore + Send + Sync + 'static {
     /// Number of stored events (tests, admin).
     async fn count_events(&self) -> StoreResult<i64>;
 
-    /// A user's events with `ts >= since`, oldest first.
-    async fn user_events(&self, user_id: &str, since: DateTime<Utc>) -> StoreResult<Vec<Event>>;
+    /// A user's newest `limit` events with `ts >= since`, oldest first.
+    async fn user_events(&self, user_id: &str, since: DateTime<Utc>, limit: i64) -> StoreResult<Vec<Event>>;
 
     /// Events logged after `after_seq`, in log order, at most `limit`, received at least
     /// `settle` ago (so a transaction still in flight cannot commit a lower seq later).
@@ -273,17 +126,20 @@ pub trait Store: ModelStore + Send + Sync + 'static {
 
     async fn count_items(&self) -> StoreResult<i64>;
 
-    async fn upsert_user(&self, user: &User) -> StoreResult<()>;
+    /// Writes a user's settings and logs the change. Consent off withdraws their planned and
+    /// leased pushes in the same transaction; consent on after an unsubscribe records a
+    /// resubscribe (`User::resubscribed_at`, from `user.updated_at`).
+    async fn upsert_user(&self, user: &User) -> StoreResult<UserWrite>;
 
     async fn get_user(&self, user_id: &str) -> StoreResult<Option<User>>;
 
     /// The users among `user_ids` that exist (one query; the scheduler's batch read).
     async fn get_users(&self, user_ids: &[String]) -> StoreResult<Vec<User>>;
 
-    /// Events with `ts >= since` of every user in `user_ids`, oldest first (one query).
-    async fn users_events(&self, user_ids: &[String], since: DateTime<Utc>) -> StoreResult<Vec<Event>>;
+    /// Each user's newest `limit` events with `ts >= since`, oldest first (one query).
+    async fn users_events(&self, user_ids: &[String], since: DateTime<Utc>, limit: i64) -> StoreResult<Vec<Event>>;
 
-    /// Erases every row about the user in one transaction.
+    /// Erases every row about the user in one transaction, and logs the erase.
     async fn delete_user(&self, user_id: &str) -> StoreResult<Erased>;
 
     // ---- push state and outbox ----

@@ -69,6 +69,8 @@ fn make_history(u: u64, opts: &DatagenOptions, rng: &mut SmallRng) -> (User, Vec
     let device = Device::ALL[rng.random_range(0..3)];
     let zone = ZONES[(u % ZONES.len() as u64) as usize];
     let user = User {
+        unsubscribed_at: None,
+        resubscribed_at: None,
         user_id: format!("u{u}"),
         timezone: zone.parse().expect("static zone names"),
         push_consent: rng.random_bool(0.85),

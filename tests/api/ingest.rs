@@ -36,7 +36,7 @@ async fn ingest_accepts_a_single_event_without_id_or_timestamp_and_stores_it_for
     let app = TestApp::spawn(backend).await;
     let r = app.post_events(&json!({"user_id": "solo", "kind": "app_open"})).await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let stored = app.store.user_events("solo", chrono::Utc::now() - chrono::Duration::hours(1)).await.unwrap();
+    let stored = app.store.user_events("solo", chrono::Utc::now() - chrono::Duration::hours(1), 100).await.unwrap();
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].kind, "app_open");
     assert!((chrono::Utc::now() - stored[0].ts).num_seconds() < 60);

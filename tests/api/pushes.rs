@@ -211,7 +211,7 @@ async fn two_schedulers_on_one_postgres_never_push_twice_for_one_slot() {
     let url = app.state.settings.database.url.clone().unwrap();
     let second_store: Arc<dyn Store> = Arc::new(kairos::store::PgStore::connect(url.expose(), &app.state.settings.database).await.unwrap());
     let tuning = Arc::new(LiveTuning::new((*app.state.tuning.get()).clone()));
-    let engine = Arc::new(Engine::new(second_store.clone(), tuning.clone()));
+    let engine = Arc::new(Engine::new(second_store.clone(), tuning.clone(), &app.state.settings.engine, app.state.clock.clone()));
     engine.refresh(TimeDelta::zero()).await.unwrap();
     let second = Scheduler::new(second_store, engine, tuning, app.state.clock.clone());
     let first = &app.state.scheduler;

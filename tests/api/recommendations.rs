@@ -194,7 +194,7 @@ async fn another_replicas_cached_history_takes_new_events_at_its_next_refresh() 
     let store: Arc<dyn kairos::store::Store> =
         Arc::new(kairos::store::PgStore::connect(url.expose(), &app.state.settings.database).await.unwrap());
     let tuning = Arc::new(kairos::config::LiveTuning::new((*app.state.tuning.get()).clone()));
-    let second = kairos::engine::Engine::new(store, tuning);
+    let second = kairos::engine::Engine::new(store, tuning, &app.state.settings.engine, app.state.clock.clone());
     second.refresh(TimeDelta::zero()).await.unwrap();
     assert_eq!(second.user_view("r", Utc::now()).await.unwrap().events.len(), 1, "cached with one event");
     app.post_events(&json!({"user_id": "r", "item_id": "book1", "kind": "cart"})).await;

@@ -140,6 +140,15 @@ impl ItemKnn {
     pub fn users(&self) -> usize {
         self.users.len()
     }
+
+    /// Forgets a user's remembered items.
+    pub fn forget_user(&mut self, user: &str) {
+        self.users.remove(user);
+    }
+
+    pub fn remembers(&self, user: &str) -> bool {
+        self.users.contains_key(user)
+    }
 }
 
 fn cosine(pair: f64, a: f64, b: f64) -> f64 {

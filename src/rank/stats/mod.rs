@@ -302,6 +302,18 @@ impl Stats {
         self.context.lifts(now, catalog, prior, self.cfg.cache_ttl_secs)
     }
 
+    /// Forgets what is kept about one user (their recent items, paired with their next ones):
+    /// an erased user leaves only anonymous counts behind.
+    pub fn forget_user(&mut self, user: &str) {
+        self.recent.remove(user);
+        self.knn.forget_user(user);
+    }
+
+    /// Whether anything is kept about `user` (tests of erasure).
+    pub fn remembers(&self, user: &str) -> bool {
+        self.recent.contains_key(user) || self.knn.remembers(user)
+    }
+
     /// A read view for queries at `now` with `decay` (popularity, co-occurrence).
     pub fn view(&self, now: DateTime<Utc>, decay: &Decay) -> StatsView<'_> {
         StatsView {

@@ -6,18 +6,22 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
 use super::{
-    Erased, FeedbackOutcome, FeedbackWrite, LoggedEvent, PlanCommit, Push, PushStateRow, PushStatus, Store, StoreError,
-    StoreResult, UserPlan, parse_tz, split_category,
+    ChangeKind, Erased, FeedbackOutcome, FeedbackWrite, LoggedEvent, PlanCommit, Push, PushStateRow, Store,
+    StoreError, StoreResult, UserPlan, UserWrite,
 };
 use crate::config::DatabaseSettings;
 
+mod changes;
 mod models;
-use crate::domain::{Device, Event, EventContext, EventProps, Item, QuietHours, User};
+mod rows;
+
+use rows::*;
+use crate::domain::{Device, Event, Item, User};
 
 pub struct PgStore {
     pub(crate) pool: PgPool,
@@ -42,82 +46,6 @@ impl PgStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
-}
-
-const EVENT_COLUMNS: &str = "seq, event_id, user_id, item_id, kind, ts, device, platform, country, region, timezone, network, session_id, price, quantity, query";
-
-fn event_from_row(row: &PgRow) -> StoreResult<Event> {
-    let device: Option<String> = row.try_get("device")?;
-    Ok(Event {
-        event_id: row.try_get("event_id")?,
-        user_id: row.try_get("user_id")?,
-        item_id: row.try_get("item_id")?,
-        kind: row.try_get("kind")?,
-        ts: row.try_get("ts")?,
-        context: EventContext {
-            device: device.as_deref().and_then(Device::parse),
-            platform: row.try_get("platform")?,
-            country: row.try_get("country")?,
-            region: row.try_get("region")?,
-            timezone: row.try_get("timezone")?,
-            network: row.try_get("network")?,
-            session_id: row.try_get("session_id")?,
-        },
-        props: EventProps { price: row.try_get("price")?, quantity: row.try_get("quantity")?, query: row.try_get("query")? },
-    })
-}
-
-fn item_from_row(row: &PgRow) -> StoreResult<Item> {
-    let category: String = row.try_get("category")?;
-    Ok(Item {
-        item_id: row.try_get("item_id")?,
-        category: split_category(&category),
-        brand: row.try_get("brand")?,
-        price: row.try_get("price")?,
-        tags: row.try_get("tags")?,
-        available: row.try_get("available")?,
-        title: row.try_get("title")?,
-        created_at: row.try_get("created_at")?,
-    })
-}
-
-fn user_from_row(row: &PgRow) -> StoreResult<User> {
-    let tz: String = row.try_get("timezone")?;
-    let qs: Option<i16> = row.try_get("quiet_start")?;
-    let qe: Option<i16> = row.try_get("quiet_end")?;
-    Ok(User {
-        user_id: row.try_get("user_id")?,
-        timezone: parse_tz(&tz)?,
-        push_consent: row.try_get("push_consent")?,
-        quiet_hours: qs.zip(qe).map(|(s, e)| QuietHours { start: s as u8, end: e as u8 }),
-        locale: row.try_get("locale")?,
-        updated_at: row.try_get("updated_at")?,
-    })
-}
-
-fn push_from_row(row: &PgRow) -> StoreResult<Push> {
-    let status: String = row.try_get("status")?;
-    Ok(Push {
-        push_id: row.try_get("push_id")?,
-        user_id: row.try_get("user_id")?,
-        item_id: row.try_get("item_id")?,
-        send_at: row.try_get("send_at")?,
-        expires_at: row.try_get("expires_at")?,
-        score: row.try_get("score")?,
-        reasons: row.try_get("reasons")?,
-        status: PushStatus::parse(&status)?,
-        leased_until: row.try_get("leased_until")?,
-        created_at: row.try_get("created_at")?,
-    })
-}
-
-fn push_state_from_row(row: &PgRow) -> StoreResult<PushStateRow> {
-    Ok(PushStateRow {
-        user_id: row.try_get("user_id")?,
-        version: row.try_get("version")?,
-        next_due_at: row.try_get("next_due_at")?,
-        state: row.try_get("state")?,
-    })
 }
 
 #[async_trait]
@@ -201,11 +129,12 @@ impl Store for PgStore {
         Ok(sqlx::query_scalar("select count(*) from events").fetch_one(&self.pool).await?)
     }
 
-    async fn user_events(&self, user_id: &str, since: DateTime<Utc>) -> StoreResult<Vec<Event>> {
+    async fn user_events(&self, user_id: &str, since: DateTime<Utc>, limit: i64) -> StoreResult<Vec<Event>> {
         let sql = sqlx::AssertSqlSafe(format!(
-            "select {EVENT_COLUMNS} from events where user_id = $1 and ts >= $2 order by ts, seq"
+            "select * from (select {EVENT_COLUMNS} from events where user_id = $1 and ts >= $2 \
+             order by ts desc, seq desc limit $3) as newest order by ts, seq"
         ));
-        let rows = sqlx::query(sql).bind(user_id).bind(since).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(sql).bind(user_id).bind(since).bind(limit).fetch_all(&self.pool).await?;
         rows.iter().map(event_from_row).collect()
     }
 
@@ -287,14 +216,21 @@ impl Store for PgStore {
         Ok(sqlx::query_scalar("select count(*) from items").fetch_one(&self.pool).await?)
     }
 
-    async fn upsert_user(&self, user: &User) -> StoreResult<()> {
+    async fn upsert_user(&self, user: &User) -> StoreResult<UserWrite> {
         let mut tx = self.pool.begin().await?;
+        let old: Option<(bool, Option<DateTime<Utc>>, Option<DateTime<Utc>>)> =
+            sqlx::query_as("select push_consent, unsubscribed_at, resubscribed_at from users where user_id = $1 for update")
+                .bind(&user.user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let sub = super::Subscription::after_write(old, user);
         sqlx::query(
-            "insert into users (user_id, timezone, push_consent, quiet_start, quiet_end, locale, updated_at) \
-             values ($1, $2, $3, $4, $5, $6, $7) \
+            "insert into users (user_id, timezone, push_consent, quiet_start, quiet_end, locale, updated_at, \
+             unsubscribed_at, resubscribed_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
              on conflict (user_id) do update set timezone = excluded.timezone, push_consent = excluded.push_consent, \
              quiet_start = excluded.quiet_start, quiet_end = excluded.quiet_end, locale = excluded.locale, \
-             updated_at = excluded.updated_at",
+             updated_at = excluded.updated_at, unsubscribed_at = excluded.unsubscribed_at, \
+             resubscribed_at = excluded.resubscribed_at",
         )
         .bind(&user.user_id)
         .bind(user.timezone.name())
@@ -303,8 +239,15 @@ impl Store for PgStore {
         .bind(user.quiet_hours.map(|q| i16::from(q.end)))
         .bind(&user.locale)
         .bind(user.updated_at)
+        .bind(sub.unsubscribed_at)
+        .bind(sub.resubscribed_at)
         .execute(&mut *tx)
         .await?;
+        let mut write = UserWrite { resubscribed: sub.resubscribed, ..UserWrite::default() };
+        if !user.push_consent {
+            write.cancelled_pushes = cancel_open_pushes(&mut *tx, &user.user_id).await?;
+        }
+        log_change(&mut *tx, &user.user_id, ChangeKind::Settings).await?;
         // A user with settings is a push candidate; new or changed settings make them due now.
         sqlx::query(
             "insert into push_state (user_id, next_due_at, updated_at) values ($1, $2, $2) \
@@ -315,7 +258,7 @@ impl Store for PgStore {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(write)
     }
 
     async fn get_user(&self, user_id: &str) -> StoreResult<Option<User>> {
@@ -328,11 +271,12 @@ impl Store for PgStore {
         rows.iter().map(user_from_row).collect()
     }
 
-    async fn users_events(&self, user_ids: &[String], since: DateTime<Utc>) -> StoreResult<Vec<Event>> {
+    async fn users_events(&self, user_ids: &[String], since: DateTime<Utc>, limit: i64) -> StoreResult<Vec<Event>> {
         let sql = sqlx::AssertSqlSafe(format!(
-            "select {EVENT_COLUMNS} from events where user_id = any($1) and ts >= $2 order by ts, seq"
+            "select {EVENT_COLUMNS} from (select *, row_number() over (partition by user_id order by ts desc, seq desc) as n \
+             from events where user_id = any($1) and ts >= $2) as e where n <= $3 order by ts, seq"
         ));
-        let rows = sqlx::query(sql).bind(user_ids).bind(since).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(sql).bind(user_ids).bind(since).bind(limit).fetch_all(&self.pool).await?;
         rows.iter().map(event_from_row).collect()
     }
 
@@ -347,6 +291,7 @@ impl Store for PgStore {
             .await?;
         let pushes = sqlx::query("delete from pushes where user_id = $1").bind(user_id).execute(&mut *tx).await?;
         sqlx::query("delete from decisions where user_id = $1").bind(user_id).execute(&mut *tx).await?;
+        log_change(&mut *tx, user_id, ChangeKind::Erased).await?;
         tx.commit().await?;
         Ok(Erased {
             users: users.rows_affected(),
@@ -445,6 +390,11 @@ impl Store for PgStore {
             .await?;
             report.pushes = inserted.rows_affected();
             report.slot_taken = pushes.len() as u64 - report.pushes;
+            // Other replicas' cached views hold the items pushed recently.
+            sqlx::query("insert into user_changes (user_id, kind, changed_at) select u, 'push', clock_timestamp() from unnest($1::text[]) as u")
+                .bind(pushes.iter().map(|p| p.user_id.as_str()).collect::<Vec<_>>())
+                .execute(&mut *tx)
+                .await?;
         }
         if !applied.is_empty() {
             sqlx::query(
@@ -498,7 +448,7 @@ impl Store for PgStore {
 
     async fn claim_due_pushes(&self, now: DateTime<Utc>, limit: i64, lease_until: DateTime<Utc>) -> StoreResult<Vec<Push>> {
         let rows = sqlx::query(
-            "update pushes set status = 'leased', leased_until = $3 where push_id in ( \
+            "update pushes set status = 'leased', leased_until = $3, fetched_at = coalesce(fetched_at, $1) where push_id in ( \
                 select push_id from pushes where status in ('planned', 'leased') and send_at <= $1 \
                 and expires_at > $1 and (leased_until is null or leased_until < $1) \
                 order by send_at limit $2 for update skip locked) \
@@ -562,12 +512,35 @@ impl Store for PgStore {
                 .await?;
         }
         if w.cancel_open_pushes {
-            sqlx::query("update pushes set status = 'cancelled' where user_id = $1 and status in ('planned', 'leased')")
+            cancel_open_pushes(&mut *tx, &w.user_id).await?;
+            // An unsubscribe turns consent off where it is kept, so every reader agrees.
+            sqlx::query("update users set push_consent = false, unsubscribed_at = $2 where user_id = $1")
                 .bind(&w.user_id)
+                .bind(w.ts)
                 .execute(&mut *tx)
                 .await?;
         }
+        log_change(&mut *tx, &w.user_id, ChangeKind::Push).await?;
         tx.commit().await?;
         Ok(FeedbackOutcome::Applied)
     }
+}
+
+/// Withdraws the user's planned and leased pushes; returns how many.
+async fn cancel_open_pushes(tx: &mut sqlx::PgConnection, user_id: &str) -> StoreResult<u64> {
+    let r = sqlx::query("update pushes set status = 'cancelled', leased_until = null where user_id = $1 and status in ('planned', 'leased')")
+        .bind(user_id)
+        .execute(tx)
+        .await?;
+    Ok(r.rows_affected())
+}
+
+/// Logs a change of the user for the other replicas' caches (inside the caller's transaction).
+async fn log_change(tx: &mut sqlx::PgConnection, user_id: &str, kind: ChangeKind) -> StoreResult<()> {
+    sqlx::query("insert into user_changes (user_id, kind, changed_at) values ($1, $2, clock_timestamp())")
+        .bind(user_id)
+        .bind(kind.as_str())
+        .execute(tx)
+        .await?;
+    Ok(())
 }

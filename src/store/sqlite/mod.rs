@@ -8,18 +8,22 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 use uuid::Uuid;
 
 use super::{
-    Erased, FeedbackOutcome, FeedbackWrite, LoggedEvent, PlanCommit, Push, PushStateRow, PushStatus, Store, StoreError,
-    StoreResult, UserPlan, parse_tz, split_category,
+    ChangeKind, Erased, FeedbackOutcome, FeedbackWrite, LoggedEvent, PlanCommit, Push, PushStateRow, Store,
+    StoreError, StoreResult, UserPlan, UserWrite,
 };
 use crate::config::DatabaseSettings;
 
+mod changes;
 mod models;
-use crate::domain::{Device, Event, EventContext, EventProps, Item, QuietHours, User};
+mod rows;
+
+use rows::*;
+use crate::domain::{Device, Event, Item, User};
 
 pub struct SqliteStore {
     pub(crate) pool: SqlitePool,
@@ -63,95 +67,6 @@ impl SqliteStore {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
-}
-
-fn event_from_row(row: &SqliteRow) -> StoreResult<Event> {
-    let id: String = row.try_get("event_id")?;
-    let device: Option<String> = row.try_get("device")?;
-    Ok(Event {
-        event_id: Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(format!("event_id {id:?}: {e}")))?,
-        user_id: row.try_get("user_id")?,
-        item_id: row.try_get("item_id")?,
-        kind: row.try_get("kind")?,
-        ts: from_micros(row.try_get("ts")?)?,
-        context: EventContext {
-            device: device.as_deref().and_then(Device::parse),
-            platform: row.try_get("platform")?,
-            country: row.try_get("country")?,
-            region: row.try_get("region")?,
-            timezone: row.try_get("timezone")?,
-            network: row.try_get("network")?,
-            session_id: row.try_get("session_id")?,
-        },
-        props: EventProps { price: row.try_get("price")?, quantity: row.try_get("quantity")?, query: row.try_get("query")? },
-    })
-}
-
-fn item_from_row(row: &SqliteRow) -> StoreResult<Item> {
-    let category: String = row.try_get("category")?;
-    let tags: String = row.try_get("tags")?;
-    let created: Option<i64> = row.try_get("created_at")?;
-    Ok(Item {
-        item_id: row.try_get("item_id")?,
-        category: split_category(&category),
-        brand: row.try_get("brand")?,
-        price: row.try_get("price")?,
-        tags: serde_json::from_str(&tags).map_err(|e| StoreError::Corrupt(format!("tags: {e}")))?,
-        available: row.try_get("available")?,
-        title: row.try_get("title")?,
-        created_at: created.map(from_micros).transpose()?,
-    })
-}
-
-fn user_from_row(row: &SqliteRow) -> StoreResult<User> {
-    let tz: String = row.try_get("timezone")?;
-    let qs: Option<i64> = row.try_get("quiet_start")?;
-    let qe: Option<i64> = row.try_get("quiet_end")?;
-    Ok(User {
-        user_id: row.try_get("user_id")?,
-        timezone: parse_tz(&tz)?,
-        push_consent: row.try_get("push_consent")?,
-        quiet_hours: qs.zip(qe).map(|(s, e)| QuietHours { start: s as u8, end: e as u8 }),
-        locale: row.try_get("locale")?,
-        updated_at: from_micros(row.try_get("updated_at")?)?,
-    })
-}
-
-fn parse_uuid(s: &str) -> StoreResult<Uuid> {
-    Uuid::parse_str(s).map_err(|e| StoreError::Corrupt(format!("uuid {s:?}: {e}")))
-}
-
-fn parse_json(s: &str) -> StoreResult<serde_json::Value> {
-    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("json: {e}")))
-}
-
-fn push_from_row(row: &SqliteRow) -> StoreResult<Push> {
-    let status: String = row.try_get("status")?;
-    let id: String = row.try_get("push_id")?;
-    let reasons: String = row.try_get("reasons")?;
-    let leased: Option<i64> = row.try_get("leased_until")?;
-    Ok(Push {
-        push_id: parse_uuid(&id)?,
-        user_id: row.try_get("user_id")?,
-        item_id: row.try_get("item_id")?,
-        send_at: from_micros(row.try_get("send_at")?)?,
-        expires_at: from_micros(row.try_get("expires_at")?)?,
-        score: row.try_get("score")?,
-        reasons: parse_json(&reasons)?,
-        status: PushStatus::parse(&status)?,
-        leased_until: leased.map(from_micros).transpose()?,
-        created_at: from_micros(row.try_get("created_at")?)?,
-    })
-}
-
-fn push_state_from_row(row: &SqliteRow) -> StoreResult<PushStateRow> {
-    let state: Option<String> = row.try_get("state")?;
-    Ok(PushStateRow {
-        user_id: row.try_get("user_id")?,
-        version: row.try_get("version")?,
-        next_due_at: from_micros(row.try_get("next_due_at")?)?,
-        state: state.as_deref().map(parse_json).transpose()?,
-    })
 }
 
 #[async_trait]
@@ -218,12 +133,16 @@ impl Store for SqliteStore {
         Ok(sqlx::query_scalar("select count(*) from events").fetch_one(&self.pool).await?)
     }
 
-    async fn user_events(&self, user_id: &str, since: DateTime<Utc>) -> StoreResult<Vec<Event>> {
-        let rows = sqlx::query("select * from events where user_id = ?1 and ts >= ?2 order by ts, seq")
-            .bind(user_id)
-            .bind(to_micros(since))
-            .fetch_all(&self.pool)
-            .await?;
+    async fn user_events(&self, user_id: &str, since: DateTime<Utc>, limit: i64) -> StoreResult<Vec<Event>> {
+        let rows = sqlx::query(
+            "select * from (select * from events where user_id = ?1 and ts >= ?2 order by ts desc, seq desc limit ?3) \
+             order by ts, seq",
+        )
+        .bind(user_id)
+        .bind(to_micros(since))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(event_from_row).collect()
     }
 
@@ -302,14 +221,25 @@ impl Store for SqliteStore {
         Ok(sqlx::query_scalar("select count(*) from items").fetch_one(&self.pool).await?)
     }
 
-    async fn upsert_user(&self, user: &User) -> StoreResult<()> {
+    async fn upsert_user(&self, user: &User) -> StoreResult<UserWrite> {
         let mut tx = self.pool.begin().await?;
+        let old: Option<(bool, Option<i64>, Option<i64>)> =
+            sqlx::query_as("select push_consent, unsubscribed_at, resubscribed_at from users where user_id = ?1")
+                .bind(&user.user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let old = match old {
+            Some((c, u, r)) => Some((c, u.map(from_micros).transpose()?, r.map(from_micros).transpose()?)),
+            None => None,
+        };
+        let sub = super::Subscription::after_write(old, user);
         sqlx::query(
-            "insert into users (user_id, timezone, push_consent, quiet_start, quiet_end, locale, updated_at) \
-             values (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+            "insert into users (user_id, timezone, push_consent, quiet_start, quiet_end, locale, updated_at, \
+             unsubscribed_at, resubscribed_at) values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
              on conflict (user_id) do update set timezone = excluded.timezone, push_consent = excluded.push_consent, \
              quiet_start = excluded.quiet_start, quiet_end = excluded.quiet_end, locale = excluded.locale, \
-             updated_at = excluded.updated_at",
+             updated_at = excluded.updated_at, unsubscribed_at = excluded.unsubscribed_at, \
+             resubscribed_at = excluded.resubscribed_at",
         )
         .bind(&user.user_id)
         .bind(user.timezone.name())
@@ -318,8 +248,15 @@ impl Store for SqliteStore {
         .bind(user.quiet_hours.map(|q| i64::from(q.end)))
         .bind(&user.locale)
         .bind(to_micros(user.updated_at))
+        .bind(sub.unsubscribed_at.map(to_micros))
+        .bind(sub.resubscribed_at.map(to_micros))
         .execute(&mut *tx)
         .await?;
+        let mut write = UserWrite { resubscribed: sub.resubscribed, ..UserWrite::default() };
+        if !user.push_consent {
+            write.cancelled_pushes = cancel_open_pushes(&mut *tx, &user.user_id).await?;
+        }
+        log_change(&mut *tx, &user.user_id, ChangeKind::Settings).await?;
         // New or changed settings make the user due now.
         sqlx::query(
             "insert into push_state (user_id, next_due_at, updated_at) values (?1, ?2, ?2) \
@@ -330,7 +267,7 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(write)
     }
 
     async fn get_user(&self, user_id: &str) -> StoreResult<Option<User>> {
@@ -347,13 +284,15 @@ impl Store for SqliteStore {
         rows.iter().map(user_from_row).collect()
     }
 
-    async fn users_events(&self, user_ids: &[String], since: DateTime<Utc>) -> StoreResult<Vec<Event>> {
+    async fn users_events(&self, user_ids: &[String], since: DateTime<Utc>, limit: i64) -> StoreResult<Vec<Event>> {
         let ids = serde_json::to_string(user_ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let rows = sqlx::query(
-            "select * from events where user_id in (select value from json_each(?1)) and ts >= ?2 order by ts, seq",
+            "select * from (select *, row_number() over (partition by user_id order by ts desc, seq desc) as n \
+             from events where user_id in (select value from json_each(?1)) and ts >= ?2) where n <= ?3 order by ts, seq",
         )
         .bind(ids)
         .bind(to_micros(since))
+        .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(event_from_row).collect()
@@ -370,6 +309,7 @@ impl Store for SqliteStore {
             .await?;
         let pushes = sqlx::query("delete from pushes where user_id = ?1").bind(user_id).execute(&mut *tx).await?;
         sqlx::query("delete from decisions where user_id = ?1").bind(user_id).execute(&mut *tx).await?;
+        log_change(&mut *tx, user_id, ChangeKind::Erased).await?;
         tx.commit().await?;
         Ok(Erased {
             users: users.rows_affected(),
@@ -454,7 +394,13 @@ impl Store for SqliteStore {
                 .bind(to_micros(p.created_at))
                 .execute(&mut *tx)
                 .await?;
-                if written.rows_affected() == 1 { report.pushes += 1 } else { report.slot_taken += 1 }
+                if written.rows_affected() == 1 {
+                    report.pushes += 1;
+                    // Other replicas' cached views hold the items pushed recently.
+                    log_change(&mut *tx, &p.user_id, ChangeKind::Push).await?;
+                } else {
+                    report.slot_taken += 1;
+                }
             }
             sqlx::query("insert into decisions (user_id, decided_at, decision) values (?1, ?2, ?3)")
                 .bind(&plan.user_id)
@@ -505,7 +451,7 @@ impl Store for SqliteStore {
 
     async fn claim_due_pushes(&self, now: DateTime<Utc>, limit: i64, lease_until: DateTime<Utc>) -> StoreResult<Vec<Push>> {
         let rows = sqlx::query(
-            "update pushes set status = 'leased', leased_until = ?3 where push_id in ( \
+            "update pushes set status = 'leased', leased_until = ?3, fetched_at = coalesce(fetched_at, ?1) where push_id in ( \
                 select push_id from pushes where status in ('planned', 'leased') and send_at <= ?1 \
                 and expires_at > ?1 and (leased_until is null or leased_until < ?1) order by send_at limit ?2) \
              returning *",
@@ -569,12 +515,36 @@ impl Store for SqliteStore {
                 .await?;
         }
         if w.cancel_open_pushes {
-            sqlx::query("update pushes set status = 'cancelled' where user_id = ?1 and status in ('planned', 'leased')")
+            cancel_open_pushes(&mut *tx, &w.user_id).await?;
+            // An unsubscribe turns consent off where it is kept, so every reader agrees.
+            sqlx::query("update users set push_consent = 0, unsubscribed_at = ?2 where user_id = ?1")
                 .bind(&w.user_id)
+                .bind(to_micros(w.ts))
                 .execute(&mut *tx)
                 .await?;
         }
+        log_change(&mut *tx, &w.user_id, ChangeKind::Push).await?;
         tx.commit().await?;
         Ok(FeedbackOutcome::Applied)
     }
+}
+
+/// Withdraws the user's planned and leased pushes; returns how many.
+async fn cancel_open_pushes(tx: &mut sqlx::SqliteConnection, user_id: &str) -> StoreResult<u64> {
+    let r = sqlx::query("update pushes set status = 'cancelled', leased_until = null where user_id = ?1 and status in ('planned', 'leased')")
+        .bind(user_id)
+        .execute(tx)
+        .await?;
+    Ok(r.rows_affected())
+}
+
+/// Logs a change of the user for the other replicas' caches (inside the caller's transaction).
+async fn log_change(tx: &mut sqlx::SqliteConnection, user_id: &str, kind: ChangeKind) -> StoreResult<()> {
+    sqlx::query("insert into user_changes (user_id, kind, changed_at) values (?1, ?2, ?3)")
+        .bind(user_id)
+        .bind(kind.as_str())
+        .bind(to_micros(Utc::now()))
+        .execute(tx)
+        .await?;
+    Ok(())
 }

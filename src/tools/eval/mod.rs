@@ -51,6 +51,7 @@ use crate::rank::stats::{Observation, Segment, Stats};
 
 mod log;
 mod metrics;
+mod plot;
 mod replay;
 mod report;
 mod retrain;
