@@ -28,6 +28,8 @@ pub enum IngestError {
     Invalid(Vec<FieldError>),
     #[error("a batch holds at most {max} events, got {got}")]
     TooMany { max: usize, got: usize },
+    #[error("a user sent more events than allowed per minute")]
+    RateLimited { errors: Vec<FieldError>, retry_after_secs: u64 },
     #[error("the ingest queue is full")]
     Overloaded,
     #[error("the service is shutting down")]
@@ -211,6 +213,7 @@ struct Job {
 #[derive(Clone)]
 pub struct Ingestor {
     tx: mpsc::Sender<Job>,
+    rate: Arc<rate::UserRate>,
 }
 
 impl Ingestor {
@@ -235,11 +238,13 @@ impl Ingestor {
             };
             tracker.spawn(writer.run(shutdown.clone()));
         }
-        Ingestor { tx }
+        Ingestor { tx, rate: Arc::new(rate::UserRate::new(settings.max_events_per_user_per_minute)) }
     }
 
-    /// Queues the events and waits until they are committed.
-    pub async fn submit(&self, events: Vec<Event>) -> Result<IngestOutcome, IngestError> {
+    /// Queues the events and waits until they are committed. A request that would take one
+    /// of its users over the per-minute limit is refused whole.
+    pub async fn submit(&self, events: Vec<Event>, now: DateTime<Utc>) -> Result<IngestOutcome, IngestError> {
+        self.rate.admit(&events, now).map_err(|l| IngestError::RateLimited { errors: l.errors, retry_after_secs: l.retry_after_secs })?;
         let (reply, answer) = oneshot::channel();
         let n = events.len();
         match self.tx.try_send(Job { events, reply }) {
@@ -373,6 +378,8 @@ impl Writer {
         }
     }
 }
+
+mod rate;
 
 #[cfg(test)]
 mod tests;

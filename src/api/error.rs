@@ -138,6 +138,12 @@ impl From<IngestError> for ApiError {
                 metrics::counter!("kairos_events_refused_total").increment(1);
                 ApiError::field("events", format!("a batch holds at most {max} events, got {got}"))
             }
+            IngestError::RateLimited { errors, retry_after_secs } => {
+                metrics::counter!("kairos_events_refused_total").increment(1);
+                let detail = errors.first().map(|e| e.message.clone()).unwrap_or_default();
+                ApiError { errors, retry_after: Some(retry_after_secs), ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many events for one user") }
+                    .detail(detail)
+            }
             IngestError::Overloaded => ApiError::unavailable("overloaded", "The ingest queue is full; retry shortly", 1),
             IngestError::ShuttingDown => ApiError::unavailable("shutting-down", "The service is shutting down", 5),
             IngestError::Store(cause) => ApiError::internal(cause.as_ref()),

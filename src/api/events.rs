@@ -23,6 +23,7 @@ pub fn router() -> Router<AppState> {
         (status = 413, description = "body too large", body = super::Problem),
         (status = 415, description = "not JSON", body = super::Problem),
         (status = 422, description = "a field is invalid; nothing was stored", body = super::Problem),
+        (status = 429, description = "a user over the per-minute limit; nothing was stored (Retry-After)", body = super::Problem),
         (status = 503, description = "queue full or shutting down (Retry-After)", body = super::Problem),
     ),
     security(("api_key" = [])))]
@@ -36,6 +37,6 @@ pub async fn post_events(
     let limits = ParseLimits::from_settings(&state.settings.ingest);
     let events = parse_events(&body, &tuning, &limits, state.clock.now())?;
     metrics::histogram!("kairos_ingest_request_events").record(events.len() as f64);
-    let outcome = state.ingestor.submit(events).await?;
+    let outcome = state.ingestor.submit(events, state.clock.now()).await?;
     Ok((StatusCode::ACCEPTED, Json(outcome)))
 }

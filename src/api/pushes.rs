@@ -16,7 +16,7 @@ use super::users::user_path_id;
 use super::{ApiError, ApiResult, AppState, json_body};
 use crate::domain::FieldError;
 use crate::push::frequency::{
-    Decision, Feedback, FeedbackEffect, FeedbackKind, PushState, Recipient, collapse_repeated_skips, is_in_holdout, local_date,
+    Decision, Feedback, FeedbackEffect, FeedbackKind, PushState, Recipient, collapse_repeated_skips, PlanSummary, summarise,
 };
 use crate::parse::Fields;
 use crate::store::{FeedbackOutcome, FeedbackWrite, Push, PushStatus};
@@ -204,29 +204,17 @@ pub async fn post_feedback(
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct CapsUsed {
-    pub today: u32,
-    pub max_per_day: u32,
-    pub this_week: u32,
-    pub max_per_week: u32,
-}
-
-#[derive(Serialize, ToSchema)]
 pub struct PushPlan {
     pub user_id: String,
     pub push_consent: bool,
     pub timezone: String,
-    pub in_holdout: bool,
-    pub unsubscribed: bool,
-    /// Pushes per day the policy aims at (before fatigue).
-    pub target_frequency: Option<f64>,
-    pub fatigue: Option<f64>,
-    /// When the scheduler looks at the user next.
-    pub next_check_at: Option<DateTime<Utc>>,
-    /// The next hour a push may go out, within the limits, at the user's most active time.
-    pub next_send_at: Option<DateTime<Utc>>,
-    pub caps: Option<CapsUsed>,
-    pub consecutive_ignored: Option<u32>,
+    /// When the user last unsubscribed, and last resubscribed (consent on again afterwards).
+    pub unsubscribed_at: Option<DateTime<Utc>>,
+    pub resubscribed_at: Option<DateTime<Utc>>,
+    /// What the policy's state says (see `push::frequency::plan`): its fields agree with
+    /// each other and with the decisions below.
+    #[serde(flatten)]
+    pub plan: PlanSummary,
     /// The most recent decisions, newest first, each with its reasons and inputs.
     #[schema(value_type = Vec<Object>)]
     pub decisions: Vec<Decision>,
@@ -256,27 +244,13 @@ pub async fn get_push_plan(State(state): State<AppState>, Path(id): Path<String>
     let push_state: Option<PushState> = row.as_ref().and_then(|r| r.state.clone()).and_then(|v| serde_json::from_value(v).ok());
     let population = state.engine.population_activity();
     let recipient = Recipient::from(&user);
-    let today = local_date(now, user.timezone);
     let plan = PushPlan {
         user_id: user.user_id.clone(),
         push_consent: user.push_consent,
         timezone: user.timezone.name().to_string(),
-        in_holdout: is_in_holdout(&user.user_id, cfg.holdout_share),
-        unsubscribed: push_state.as_ref().is_some_and(PushState::is_unsubscribed),
-        target_frequency: push_state.as_ref().map(|s| s.target_frequency(cfg)),
-        fatigue: push_state.as_ref().map(|s| s.fatigue_at(now, cfg)),
-        next_check_at: row.as_ref().map(|r| r.next_due_at),
-        next_send_at: push_state.as_ref().and_then(|s| {
-            let eligible = user.push_consent && !s.is_unsubscribed() && !is_in_holdout(&user.user_id, cfg.holdout_share);
-            eligible.then(|| s.next_send_time(&recipient, &population, now, cfg)).flatten()
-        }),
-        caps: push_state.as_ref().map(|s| CapsUsed {
-            today: s.pushes_on(today),
-            max_per_day: cfg.max_per_day,
-            this_week: s.pushes_in(crate::push::frequency::LocalWeek::of(today)),
-            max_per_week: cfg.max_per_week,
-        }),
-        consecutive_ignored: push_state.as_ref().map(|s| s.consecutive_ignored),
+        unsubscribed_at: user.unsubscribed_at,
+        resubscribed_at: user.resubscribed_at,
+        plan: summarise(push_state.as_ref(), row.as_ref().map(|r| r.next_due_at), &recipient, &population, now, cfg),
         decisions,
         recent_pushes,
     };

@@ -38,6 +38,11 @@ pub struct UserView {
     pub quiet_hours: Option<QuietHours>,
     pub locale: Option<String>,
     pub updated_at: chrono::DateTime<Utc>,
+    /// When the user last unsubscribed (the gateway's `unsubscribed` feedback turns
+    /// `push_consent` off). Setting `push_consent: true` afterwards resubscribes them.
+    pub unsubscribed_at: Option<chrono::DateTime<Utc>>,
+    /// When consent was last turned on again after an unsubscribe.
+    pub resubscribed_at: Option<chrono::DateTime<Utc>>,
 }
 
 impl From<User> for UserView {
@@ -49,6 +54,8 @@ impl From<User> for UserView {
             quiet_hours: u.quiet_hours,
             locale: u.locale,
             updated_at: u.updated_at,
+            unsubscribed_at: u.unsubscribed_at,
+            resubscribed_at: u.resubscribed_at,
         }
     }
 }
@@ -114,10 +121,14 @@ pub async fn put_user(
     user_path_id(&id)?;
     let body = json_body(&headers, body)?;
     let user = parse_user(&id, &body, state.clock.now())?;
-    state.store.upsert_user(&user).await?;
+    let write = state.store.upsert_user(&user).await?;
+    if write.cancelled_pushes > 0 {
+        metrics::counter!("kairos_pushes_total", "outcome" => "cancelled").increment(write.cancelled_pushes);
+    }
     // The cached view holds the user's time zone.
     state.engine.forget_user(&id);
-    Ok(Json(user.into()))
+    let stored = state.store.get_user(&id).await?.ok_or_else(|| ApiError::not_found("the user"))?;
+    Ok(Json(stored.into()))
 }
 
 /// A user's settings.

@@ -303,6 +303,11 @@ impl Engine {
         self.catalog.write().expect("catalog lock").upsert(item);
     }
 
+    /// Whether the statistics keep anything about `user_id` (erasure checks).
+    pub fn stats_remember(&self, user_id: &str) -> bool {
+        self.stats.read().expect("stats lock").remembers(user_id)
+    }
+
     pub fn forget_user(&self, user_id: &str) {
         self.users.remove(user_id);
     }

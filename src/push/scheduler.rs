@@ -7,7 +7,7 @@
 //! the state is unchanged, and the outbox allows one push per user and slot.
 //! `try_run_once(now)` runs one tick with a given clock, so tests drive it step by step.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -113,9 +113,12 @@ impl Scheduler {
         let found = self.store.get_users(&ids).await?;
         let histories = self.engine.histories_for(&found, now).await?;
         let users: HashMap<String, User> = found.into_iter().map(|u| (u.user_id.clone(), u)).collect();
-        let rate = i64::from(cfg.global_rate_per_minute);
-        let sent_last_minute = self.store.count_pushes_since(now - TimeDelta::minutes(1), rate).await?;
-        let mut budget = u32::try_from(rate - sent_last_minute).unwrap_or(0);
+        // One budget per minute for every worker of every replica, held in the store: this
+        // tick takes what it could use, and gives back what it did not plan.
+        let minute = now.timestamp().div_euclid(60);
+        let granted = self.store.take_push_budget(minute, claimed.len() as i64, i64::from(cfg.global_rate_per_minute)).await?;
+        let mut budget = u32::try_from(granted).unwrap_or(0);
+        let unfetched: HashSet<String> = self.store.unfetched_pushes(&ids).await?.into_iter().map(|(_, p)| p.to_string()).collect();
         let population = self.engine.population_activity();
 
         // Inputs per claimed user; the ranking (the CPU-heavy part) then runs on every core,
@@ -150,7 +153,11 @@ impl Scheduler {
             for e in history.iter().filter(|e| seen_until.is_none_or(|t| e.ts > t) && e.ts <= now) {
                 state.observe_activity(e.ts, user.timezone, cfg);
             }
-            state.sweep_ignored(now, cfg);
+            state.sweep_ignored(now, cfg, &|push| unfetched.contains(push));
+            // Consent on again after an unsubscribe (an explicit resubscribe in the settings).
+            if state.unsubscribed_at.zip(user.resubscribed_at).is_some_and(|(un, re)| re > un) {
+                state.resubscribe(user.resubscribed_at.unwrap_or(now));
+            }
             let best = candidate.best.filter(|b| !state.is_suppressed(&b.item_id, now) && !state.pushed_recently(&b.item_id, now, cfg));
             let ctx = DecideContext {
                 user: Recipient::from(user),
@@ -195,6 +202,10 @@ impl Scheduler {
         }
         let decided_at = started.elapsed();
         let commit = self.store.commit_plans(token, &ids, &plans, now).await?;
+        let unused = granted - commit.pushes as i64;
+        if unused > 0 {
+            self.store.give_back_push_budget(minute, unused).await?;
+        }
         metrics::counter!("kairos_pushes_total", "outcome" => "planned").increment(commit.pushes);
         metrics::histogram!("kairos_scheduler_tick_seconds").record(started.elapsed().as_secs_f64());
         let ms = |d: Duration| d.as_secs_f64() * 1e3;

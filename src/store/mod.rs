@@ -162,10 +162,6 @@ pub trait Store: ModelStore + ChangeStore + Send + Sync + 'static {
     /// The user's latest `limit` logged decisions (as written by `commit_plans`), newest first.
     async fn recent_decisions(&self, user_id: &str, limit: i64) -> StoreResult<Vec<serde_json::Value>>;
 
-    /// Pushes planned at or after `since`, across all users, counted up to `cap` (the global
-    /// rate limit needs no more, and counting stays cheap however many there are).
-    async fn count_pushes_since(&self, since: DateTime<Utc>, cap: i64) -> StoreResult<i64>;
-
     /// Marks open pushes past their expiry as expired; returns them.
     async fn expire_pushes(&self, now: DateTime<Utc>) -> StoreResult<Vec<Push>>;
 

@@ -226,6 +226,9 @@ pub struct ModelRow {
 }
 
 
+/// (consent, unsubscribed at, resubscribed at) as stored.
+pub(crate) type StoredSubscription = (bool, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
 /// A user's subscription columns after a settings write: consent on after an unsubscribe
 /// is a resubscribe (recorded at the write's time); otherwise they stay as they were.
 pub(crate) struct Subscription {
@@ -236,7 +239,7 @@ pub(crate) struct Subscription {
 
 impl Subscription {
     /// From the stored (consent, unsubscribed at, resubscribed at), if any, and the new settings.
-    pub(crate) fn after_write(old: Option<(bool, Option<DateTime<Utc>>, Option<DateTime<Utc>>)>, user: &User) -> Self {
+    pub(crate) fn after_write(old: Option<StoredSubscription>, user: &User) -> Self {
         let (unsubscribed_at, resubscribed_at) = old.map_or((None, None), |(_, u, r)| (u, r));
         let resubscribed = user.push_consent && unsubscribed_at.is_some();
         Subscription {

@@ -161,6 +161,21 @@ impl TestApp {
         Stopped { _db: self.db.take(), _dir: self.dir }
     }
 
+    /// A second replica: another app (own pool, caches, scheduler) on the same store.
+    pub async fn replica(&self) -> TestApp {
+        let settings = self.state.settings.clone();
+        let source = ConfigSource { dir: config_dir(), env_name: None, use_env: false };
+        let app = kairos::startup::App::build(settings, source).await.expect("replica builds");
+        let base = format!("http://{}", app.addr);
+        let (store, state) = (app.state.store.clone(), app.state.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until_stopped(async move {
+            let _ = rx.await;
+        }));
+        let dir = tempfile::tempdir().unwrap();
+        TestApp { base, client: reqwest::Client::new(), store, state, shutdown: Some(tx), server: Some(server), db: None, dir }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

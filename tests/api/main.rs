@@ -5,6 +5,7 @@ mod helpers;
 mod auth_and_ops;
 mod catalog_and_users;
 mod crash;
+mod hardening;
 mod ingest;
 mod models;
 mod pushes;

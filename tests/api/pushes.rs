@@ -15,7 +15,7 @@ use crate::helpers::{Backend, GATEWAY_KEY, INGEST_KEY, READ_KEY, TestApp, expect
 use crate::on_both_stores;
 
 /// A catalog, a consenting user in UTC without quiet hours, and some recent interest.
-async fn shopper(app: &TestApp, user: &str, consent: bool) {
+pub(crate) async fn shopper(app: &TestApp, user: &str, consent: bool) {
     let items: Vec<Value> = (0..6)
         .map(|i| json!({"item_id": format!("k{i}"), "category": "home/kitchen", "brand": "Cook", "price": 10 + i}))
         .collect();
@@ -32,7 +32,7 @@ async fn shopper(app: &TestApp, user: &str, consent: bool) {
 
 /// Runs scheduler ticks, moving the frozen clock to each next due time, until the user has
 /// a push or `steps` ticks have run. Returns the user's pushes.
-async fn drive(app: &TestApp, user: &str, steps: usize) -> Vec<Push> {
+pub(crate) async fn drive(app: &TestApp, user: &str, steps: usize) -> Vec<Push> {
     for _ in 0..steps {
         app.state.scheduler.try_run_once(app.state.clock.now()).await.unwrap();
         let pushes = app.store.user_pushes(user, 10).await.unwrap();
@@ -46,19 +46,19 @@ async fn drive(app: &TestApp, user: &str, steps: usize) -> Vec<Push> {
     app.store.user_pushes(user, 10).await.unwrap()
 }
 
-fn freeze(app: &TestApp) -> DateTime<Utc> {
+pub(crate) fn freeze(app: &TestApp) -> DateTime<Utc> {
     let t = Utc::now();
     app.state.clock.set(t);
     t
 }
 
-async fn plan(app: &TestApp, user: &str) -> Value {
+pub(crate) async fn plan(app: &TestApp, user: &str) -> Value {
     let r = app.get(&format!("/v1/users/{user}/push-plan"), READ_KEY).await;
     assert_eq!(r.status(), StatusCode::OK);
     r.json().await.unwrap()
 }
 
-async fn feedback(app: &TestApp, push_id: &str, kind: &str) -> reqwest::Response {
+pub(crate) async fn feedback(app: &TestApp, push_id: &str, kind: &str) -> reqwest::Response {
     app.post("/v1/feedback", GATEWAY_KEY, &json!({"push_id": push_id, "kind": kind, "ts": app.state.clock.now().to_rfc3339()})).await
 }
 

@@ -20,11 +20,13 @@
 
 mod config;
 mod histogram;
+mod plan;
 mod policy;
 mod state;
 
 pub use config::FrequencyConfig;
 pub use histogram::{ActivityHistogram, BlendedActivity, HOURS_PER_WEEK, hour_of_week};
+pub use plan::{CapsUsed, PlanSummary, summarise};
 pub use policy::{DecideContext, Decision, DecisionInputs, Recipient, SendPlan, SkipReason, Slot, collapse_repeated_skips};
 pub use state::{
     DayCount, Feedback, FeedbackEffect, LocalWeek, PushOutcome, PushState, PushTotals, SentPush, WeekCount,

@@ -141,7 +141,11 @@ pub struct DecisionInputs {
     pub target_frequency: f64,
     /// Pushes per day, after the fatigue slow-down.
     pub pacing_frequency: f64,
+    /// Fatigue at the decision, before its own push.
     pub fatigue: f64,
+    /// Fatigue right after the decision: with its push when it sends.
+    #[serde(default)]
+    pub fatigue_after: f64,
     pub pushes_today: u32,
     pub max_per_day: u32,
     pub pushes_this_week: u32,
@@ -385,6 +389,7 @@ impl PushState {
             target_frequency: self.target_frequency(cfg),
             pacing_frequency: self.pacing_frequency(cfg),
             fatigue: self.fatigue_at(now, cfg),
+            fatigue_after: self.fatigue_at(now, cfg),
             pushes_today: self.pushes_on(today),
             max_per_day: cfg.max_per_day,
             pushes_this_week: self.pushes_in(LocalWeek::of(today)),
@@ -456,6 +461,7 @@ impl PushState {
                                 inputs.target_frequency,
                                 inputs.pacing_frequency,
                             );
+                            let inputs = DecisionInputs { fatigue_after: inputs.fatigue + cfg.fatigue_per_push, ..inputs };
                             Decision::Send { at: now, next_check_at: next, summary, inputs }
                         }
                     }

@@ -72,6 +72,9 @@ pub enum PushOutcome {
     Ignored,
     /// The gateway could not deliver it.
     Failed,
+    /// The gateway never fetched it (it expired in the outbox, or was withdrawn): the user
+    /// never saw it, so it says nothing about them.
+    NotDelivered,
 }
 
 impl PushOutcome {
@@ -85,7 +88,8 @@ impl PushOutcome {
             | PushOutcome::Delivered
             | PushOutcome::Dismissed
             | PushOutcome::Ignored
-            | PushOutcome::Failed => 0.0,
+            | PushOutcome::Failed
+            | PushOutcome::NotDelivered => 0.0,
         }
     }
 
@@ -438,16 +442,21 @@ impl PushState {
     }
 
     /// Counts every remembered push that got no response within `ignore_window_hours` as
-    /// ignored (lowering the frequency once per push). Returns how many were counted.
-    /// Call it whenever the state is loaded for a decision; it is idempotent.
-    pub fn sweep_ignored(&mut self, now: DateTime<Utc>, cfg: &FrequencyConfig) -> u32 {
+    /// ignored (lowering the frequency once per push), except those `never_fetched` says the
+    /// gateway never took (they become `NotDelivered`: the user never saw them). Returns how
+    /// many were counted as ignored. Call it whenever the state is loaded for a decision; it
+    /// is idempotent.
+    pub fn sweep_ignored(&mut self, now: DateTime<Utc>, cfg: &FrequencyConfig, never_fetched: &dyn Fn(&str) -> bool) -> u32 {
         let window = hours(cfg.ignore_window_hours);
         let mut n = 0;
-        for i in 0..self.recent_pushes.len() {
-            let p = &self.recent_pushes[i];
+        for p in &mut self.recent_pushes {
             if p.outcome.awaiting_response() && p.sent_at + window <= now {
-                self.recent_pushes[i].outcome = PushOutcome::Ignored;
-                n += 1;
+                if never_fetched(&p.push_id) {
+                    p.outcome = PushOutcome::NotDelivered;
+                } else {
+                    p.outcome = PushOutcome::Ignored;
+                    n += 1;
+                }
             }
         }
         for _ in 0..n {

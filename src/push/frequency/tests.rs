@@ -72,7 +72,7 @@ fn opens_raise_the_frequency_and_ignores_and_dismissals_lower_it_dismissals_more
 
     let mut ignored = base.clone();
     ignored.record_sent("p1", "item-1", t, tz, &c);
-    assert_eq!(ignored.sweep_ignored(t + TimeDelta::hours(25), &c), 1);
+    assert_eq!(ignored.sweep_ignored(t + TimeDelta::hours(25), &c, &|_| false), 1);
     assert!((ignored.target_frequency(&c) - f0 * c.ignore_factor).abs() < 1e-12);
 
     let mut dismissed = base.clone();
@@ -105,7 +105,7 @@ fn an_open_then_a_click_counts_as_one_click_and_a_repeated_report_changes_nothin
     assert!(effect.duplicate);
     assert_eq!(a, before);
     // An opened push is never counted as ignored afterwards.
-    assert_eq!(a.sweep_ignored(t + TimeDelta::days(3), &c), 0);
+    assert_eq!(a.sweep_ignored(t + TimeDelta::days(3), &c, &|_| false), 0);
     assert_eq!(a.totals.opened, 1);
     assert_eq!(a.totals.clicked, 1);
 }
@@ -116,12 +116,27 @@ fn a_push_is_counted_ignored_once_and_only_after_the_ignore_window() {
     let t = utc(2026, 5, 4, 10, 0);
     let mut s = PushState::new(c.theta, t, &c);
     s.record_sent("p1", "item-1", t, chrono_tz::UTC, &c);
-    assert_eq!(s.sweep_ignored(t + TimeDelta::hours(23), &c), 0);
-    assert_eq!(s.sweep_ignored(t + TimeDelta::hours(24), &c), 1);
-    assert_eq!(s.sweep_ignored(t + TimeDelta::hours(48), &c), 0);
+    assert_eq!(s.sweep_ignored(t + TimeDelta::hours(23), &c, &|_| false), 0);
+    assert_eq!(s.sweep_ignored(t + TimeDelta::hours(24), &c, &|_| false), 1);
+    assert_eq!(s.sweep_ignored(t + TimeDelta::hours(48), &c, &|_| false), 0);
     assert!(!s.record_ignored("p1", &c));
     assert_eq!(s.consecutive_ignored, 1);
     assert_eq!(s.totals.ignored, 1);
+}
+
+#[test]
+fn a_push_the_gateway_never_fetched_is_not_counted_as_ignored() {
+    let c = cfg();
+    let t = utc(2026, 5, 4, 10, 0);
+    let mut s = PushState::new(c.theta, t, &c);
+    s.record_sent("fetched", "item-1", t, chrono_tz::UTC, &c);
+    s.record_sent("never", "item-2", t + TimeDelta::hours(4), chrono_tz::UTC, &c);
+    let before = s.target_frequency(&c);
+    assert_eq!(s.sweep_ignored(t + TimeDelta::days(2), &c, &|id| id == "never"), 1, "only the fetched one");
+    assert!((s.target_frequency(&c) - before * c.ignore_factor).abs() < 1e-9, "lowered once");
+    assert_eq!(s.totals.ignored, 1);
+    assert_eq!(s.consecutive_ignored, 1);
+    assert_eq!(s.sweep_ignored(t + TimeDelta::days(3), &c, &|_| false), 0, "settled: not counted later either");
 }
 
 #[test]
@@ -131,7 +146,7 @@ fn a_failed_push_is_never_counted_as_ignored() {
     let mut s = PushState::new(c.theta, t, &c);
     s.record_sent("p1", "item-1", t, chrono_tz::UTC, &c);
     s.apply_feedback(&fb("p1", FeedbackKind::Failed, t), chrono_tz::UTC, None, t, &c);
-    assert_eq!(s.sweep_ignored(t + TimeDelta::days(2), &c), 0);
+    assert_eq!(s.sweep_ignored(t + TimeDelta::days(2), &c, &|_| false), 0);
     assert_eq!(s.target_frequency(&c), c.f0);
 }
 
@@ -530,7 +545,7 @@ proptest! {
             if kind != FeedbackKind::Unsubscribed {
                 s.apply_feedback(&fb(&id, kind, now), chrono_tz::UTC, interest, now, &c);
             }
-            s.sweep_ignored(now, &c);
+            s.sweep_ignored(now, &c, &|_| false);
             let f = s.target_frequency(&c);
             prop_assert!(f >= c.f_min && f <= c.f_max, "{f}");
             prop_assert!(s.target_frequency >= c.f_min && s.target_frequency <= c.f_max);

@@ -107,7 +107,7 @@ pub fn decide(data: &Examples, setup: &Setup<'_>, deployed: Option<&Ranker>, _ho
         train_secs: 0.0,
     };
     let beats = report.holdout_ndcg > report.holdout_ndcg_handset && report.holdout_ndcg_deployed.is_none_or(|d| report.holdout_ndcg > d);
-    let outcome = if beats {
+    if beats {
         // The rule passed: refit on the whole window (the held-out day is the most recent, and
         // the most telling) for as many epochs as the held-out minimum took.
         let all: Vec<&Example> = data.learnable().collect();
@@ -122,8 +122,7 @@ pub fn decide(data: &Examples, setup: &Setup<'_>, deployed: Option<&Ranker>, _ho
     } else {
         report.train_secs = started.elapsed().as_secs_f64();
         Outcome::Keep(Box::new(Fit { params: params(&best), report }))
-    };
-    outcome
+    }
 }
 
 /// Per feature, the mean and spread over the training rows (spread 1 for a constant).
@@ -230,8 +229,8 @@ impl<'a> Trainer<'a> {
             }
             self.t += 1;
             let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8);
-            for k in 0..width {
-                let g = grad[k] / batch.len() as f64 + self.l2 * self.w[k];
+            for (k, g) in grad.iter().enumerate() {
+                let g = g / batch.len() as f64 + self.l2 * self.w[k];
                 self.m[k] = b1 * self.m[k] + (1.0 - b1) * g;
                 self.v[k] = b2 * self.v[k] + (1.0 - b2) * g * g;
                 let mh = self.m[k] / (1.0 - b1.powi(self.t));

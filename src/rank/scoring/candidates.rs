@@ -126,7 +126,9 @@ fn knn_pool(
     if cfg.knn_sources == 0 {
         return;
     }
-    let sources: Vec<(ItemIdx, f64, Vec<(ItemIdx, f64)>)> = profile
+    // (source, its recency weight, its similar items with their similarity)
+    type Source = (ItemIdx, f64, Vec<(ItemIdx, f64)>);
+    let sources: Vec<Source> = profile
         .recent_items()
         .iter()
         .rev()

@@ -218,7 +218,7 @@ impl Store for PgStore {
 
     async fn upsert_user(&self, user: &User) -> StoreResult<UserWrite> {
         let mut tx = self.pool.begin().await?;
-        let old: Option<(bool, Option<DateTime<Utc>>, Option<DateTime<Utc>>)> =
+        let old: Option<super::StoredSubscription> =
             sqlx::query_as("select push_consent, unsubscribed_at, resubscribed_at from users where user_id = $1 for update")
                 .bind(&user.user_id)
                 .fetch_optional(&mut *tx)
@@ -245,9 +245,9 @@ impl Store for PgStore {
         .await?;
         let mut write = UserWrite { resubscribed: sub.resubscribed, ..UserWrite::default() };
         if !user.push_consent {
-            write.cancelled_pushes = cancel_open_pushes(&mut *tx, &user.user_id).await?;
+            write.cancelled_pushes = cancel_open_pushes(&mut tx, &user.user_id).await?;
         }
-        log_change(&mut *tx, &user.user_id, ChangeKind::Settings).await?;
+        log_change(&mut tx, &user.user_id, ChangeKind::Settings).await?;
         // A user with settings is a push candidate; new or changed settings make them due now.
         sqlx::query(
             "insert into push_state (user_id, next_due_at, updated_at) values ($1, $2, $2) \
@@ -291,7 +291,7 @@ impl Store for PgStore {
             .await?;
         let pushes = sqlx::query("delete from pushes where user_id = $1").bind(user_id).execute(&mut *tx).await?;
         sqlx::query("delete from decisions where user_id = $1").bind(user_id).execute(&mut *tx).await?;
-        log_change(&mut *tx, user_id, ChangeKind::Erased).await?;
+        log_change(&mut tx, user_id, ChangeKind::Erased).await?;
         tx.commit().await?;
         Ok(Erased {
             users: users.rows_affected(),
@@ -427,18 +427,13 @@ impl Store for PgStore {
             .await?)
     }
 
-    async fn count_pushes_since(&self, since: DateTime<Utc>, cap: i64) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar("select count(*) from (select 1 from pushes where created_at >= $1 limit $2) as p")
-            .bind(since)
-            .bind(cap)
-            .fetch_one(&self.pool)
-            .await?)
-    }
-
     async fn expire_pushes(&self, now: DateTime<Utc>) -> StoreResult<Vec<Push>> {
         let rows = sqlx::query(
-            "update pushes set status = 'expired', leased_until = null \
-             where status in ('planned', 'leased') and expires_at <= $1 returning *",
+            // Rows another tick is expiring are skipped (locking them in any order deadlocked
+            // concurrent ticks).
+            "update pushes set status = 'expired', leased_until = null where push_id in ( \
+                select push_id from pushes where status in ('planned', 'leased') and expires_at <= $1 \
+                for update skip locked) returning *",
         )
         .bind(now)
         .fetch_all(&self.pool)
@@ -512,7 +507,7 @@ impl Store for PgStore {
                 .await?;
         }
         if w.cancel_open_pushes {
-            cancel_open_pushes(&mut *tx, &w.user_id).await?;
+            cancel_open_pushes(&mut tx, &w.user_id).await?;
             // An unsubscribe turns consent off where it is kept, so every reader agrees.
             sqlx::query("update users set push_consent = false, unsubscribed_at = $2 where user_id = $1")
                 .bind(&w.user_id)
@@ -520,7 +515,7 @@ impl Store for PgStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        log_change(&mut *tx, &w.user_id, ChangeKind::Push).await?;
+        log_change(&mut tx, &w.user_id, ChangeKind::Push).await?;
         tx.commit().await?;
         Ok(FeedbackOutcome::Applied)
     }

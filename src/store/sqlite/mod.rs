@@ -254,9 +254,9 @@ impl Store for SqliteStore {
         .await?;
         let mut write = UserWrite { resubscribed: sub.resubscribed, ..UserWrite::default() };
         if !user.push_consent {
-            write.cancelled_pushes = cancel_open_pushes(&mut *tx, &user.user_id).await?;
+            write.cancelled_pushes = cancel_open_pushes(&mut tx, &user.user_id).await?;
         }
-        log_change(&mut *tx, &user.user_id, ChangeKind::Settings).await?;
+        log_change(&mut tx, &user.user_id, ChangeKind::Settings).await?;
         // New or changed settings make the user due now.
         sqlx::query(
             "insert into push_state (user_id, next_due_at, updated_at) values (?1, ?2, ?2) \
@@ -309,7 +309,7 @@ impl Store for SqliteStore {
             .await?;
         let pushes = sqlx::query("delete from pushes where user_id = ?1").bind(user_id).execute(&mut *tx).await?;
         sqlx::query("delete from decisions where user_id = ?1").bind(user_id).execute(&mut *tx).await?;
-        log_change(&mut *tx, user_id, ChangeKind::Erased).await?;
+        log_change(&mut tx, user_id, ChangeKind::Erased).await?;
         tx.commit().await?;
         Ok(Erased {
             users: users.rows_affected(),
@@ -397,7 +397,7 @@ impl Store for SqliteStore {
                 if written.rows_affected() == 1 {
                     report.pushes += 1;
                     // Other replicas' cached views hold the items pushed recently.
-                    log_change(&mut *tx, &p.user_id, ChangeKind::Push).await?;
+                    log_change(&mut tx, &p.user_id, ChangeKind::Push).await?;
                 } else {
                     report.slot_taken += 1;
                 }
@@ -428,14 +428,6 @@ impl Store for SqliteStore {
                 .fetch_all(&self.pool)
                 .await?;
         rows.iter().map(|s| serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("decision: {e}")))).collect()
-    }
-
-    async fn count_pushes_since(&self, since: DateTime<Utc>, cap: i64) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar("select count(*) from (select 1 from pushes where created_at >= ?1 limit ?2)")
-            .bind(to_micros(since))
-            .bind(cap)
-            .fetch_one(&self.pool)
-            .await?)
     }
 
     async fn expire_pushes(&self, now: DateTime<Utc>) -> StoreResult<Vec<Push>> {
@@ -515,7 +507,7 @@ impl Store for SqliteStore {
                 .await?;
         }
         if w.cancel_open_pushes {
-            cancel_open_pushes(&mut *tx, &w.user_id).await?;
+            cancel_open_pushes(&mut tx, &w.user_id).await?;
             // An unsubscribe turns consent off where it is kept, so every reader agrees.
             sqlx::query("update users set push_consent = 0, unsubscribed_at = ?2 where user_id = ?1")
                 .bind(&w.user_id)
@@ -523,7 +515,7 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        log_change(&mut *tx, &w.user_id, ChangeKind::Push).await?;
+        log_change(&mut tx, &w.user_id, ChangeKind::Push).await?;
         tx.commit().await?;
         Ok(FeedbackOutcome::Applied)
     }

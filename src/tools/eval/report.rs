@@ -1,3 +1,4 @@
+// Over 400 lines: one report, section after section, each computed from what the run measured.
 //! The report of `kairos eval`: `docs/EVALUATION.md` and the plot of NDCG@10 against the
 //! half-life, both rewritten by every run.
 

@@ -277,7 +277,7 @@ impl Sim<'_> {
         for e in replay.histories[user].iter().filter(|e| seen_until.is_none_or(|t| e.ts > t) && e.ts <= now) {
             state.observe_activity(e.ts, self.tz, cfg);
         }
-        state.sweep_ignored(now, cfg);
+        state.sweep_ignored(now, cfg, &|_| false);
         let eligible = !state.is_unsubscribed() && !is_in_holdout(user_id, cfg.holdout_share);
         let slot_now = eligible && state.plan(&recipient, &replay.population, now, cfg).slot.is_some_and(|s| s.at <= now);
         let best = if slot_now {
