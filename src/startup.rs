@@ -89,6 +89,7 @@ impl App {
             prometheus,
         });
         spawn_config_watcher(&state, &tracker, background.clone());
+        tracker.spawn(retention(state.clone(), background.clone()));
         Ok(App { listener, addr, state, tracker, background })
     }
 
@@ -118,6 +119,35 @@ impl App {
         tracing::info!("kairos stopped");
         Ok(())
     }
+}
+
+/// How often the retention task prunes the store.
+const RETENTION_EVERY: Duration = Duration::from_secs(600);
+/// The user change log is kept this long (replicas read it every second).
+const CHANGE_LOG_KEPT: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+
+/// Every [`RETENTION_EVERY`]: events older than `ingest.retention_days` and old user
+/// changes leave the store (every replica does it; deleting twice is harmless).
+async fn retention(state: AppState, stop: CancellationToken) {
+    loop {
+        match prune_once(&state).await {
+            Ok(n) if n > 0 => tracing::info!(events = n, "expired events pruned"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = ?e, "pruning the store failed"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(RETENTION_EVERY) => {}
+            () = stop.cancelled() => return,
+        }
+    }
+}
+
+/// One pass of the retention task; returns the events pruned.
+pub async fn prune_once(state: &AppState) -> crate::store::StoreResult<u64> {
+    let now = state.clock.now();
+    let events = state.store.prune_events(now - chrono::TimeDelta::days(i64::from(state.settings.ingest.retention_days))).await?;
+    state.store.prune_user_changes(now - CHANGE_LOG_KEPT).await?;
+    Ok(events)
 }
 
 /// Reloads the tuning when a config file changes or on SIGHUP.

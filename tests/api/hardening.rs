@@ -210,7 +210,27 @@ async fn an_event_on_an_item_the_catalogue_does_not_know_yet_counts_in_the_next_
     app.stop().await;
 }
 
+async fn events_past_the_retention_leave_the_log(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let now = app.state.clock.now();
+    let old = kairos::domain::Event {
+        event_id: uuid::Uuid::new_v4(),
+        user_id: "old".into(),
+        item_id: Some("i".into()),
+        kind: "view".into(),
+        ts: now - TimeDelta::days(i64::from(app.state.settings.ingest.retention_days) + 1),
+        context: Default::default(),
+        props: Default::default(),
+    };
+    app.store.insert_events(&[old]).await.unwrap();
+    assert_eq!(app.post_events(&json!({"user_id": "new", "item_id": "i", "kind": "view"})).await.status(), StatusCode::ACCEPTED);
+    assert_eq!(kairos::startup::prune_once(&app.state).await.unwrap(), 1);
+    assert_eq!(app.event_count().await, 1, "the recent event stays");
+    app.stop().await;
+}
+
 on_both_stores!(
+    events_past_the_retention_leave_the_log,
     an_erase_reaches_another_replicas_caches_and_statistics_at_its_next_refresh,
     one_users_history_is_bounded_to_their_newest_events_at_read_and_in_memory,
     a_user_over_the_per_minute_limit_is_refused_with_429_and_nothing_is_stored,
