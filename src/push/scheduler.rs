@@ -120,6 +120,8 @@ impl Scheduler {
         let mut budget = u32::try_from(granted).unwrap_or(0);
         let unfetched: HashSet<String> = self.store.unfetched_pushes(&ids).await?.into_iter().map(|(_, p)| p.to_string()).collect();
         let population = self.engine.population_activity();
+        // The learned policy when a push-response model is in force, else the hand-set one.
+        let (response, fallback) = self.engine.response_model();
 
         // Inputs per claimed user; the ranking (the CPU-heavy part) then runs on every core,
         // and the decisions, which share the global budget, run in order.
@@ -159,11 +161,17 @@ impl Scheduler {
                 state.resubscribe(user.resubscribed_at.unwrap_or(now));
             }
             let best = candidate.best.filter(|b| !state.is_suppressed(&b.item_id, now) && !state.pushed_recently(&b.item_id, now, cfg));
+            let last = history.last();
             let ctx = DecideContext {
                 user: Recipient::from(user),
                 best_item_score: best.as_ref().map(|b| b.score),
                 global_budget_left: budget,
                 population: &population,
+                model: response.as_deref(),
+                fallback: response.is_none().then_some(fallback),
+                last_active: last.map(|e| e.ts),
+                mobile: last.is_some_and(|e| e.context.device == Some(crate::domain::Device::Mobile)),
+                draw: crate::push::frequency::exploration_draw(&user.user_id, now),
             };
             let decision = state.decide(&ctx, now, cfg);
             let push = match (&decision, best) {
@@ -187,7 +195,9 @@ impl Scheduler {
                 _ => None,
             };
             let label = decision.skip_reason().map_or("send", |r| r.as_str());
-            metrics::counter!("kairos_scheduler_decisions_total", "decision" => label).increment(1);
+            let policy = if response.is_some() { "learned" } else { "hand-set" };
+            metrics::counter!("kairos_scheduler_decisions_total", "decision" => label, "policy" => policy).increment(1);
+            let push_features = push.as_ref().and_then(|_| decision.inputs().features.as_ref()).and_then(|f| serde_json::to_string(f).ok());
             let next_due_at = decision.next_check_at().unwrap_or(now + IDLE_RECHECK).max(now + TimeDelta::seconds(1));
             let state_json = serde_json::to_string(&state).map_err(|e| StoreError::Corrupt(format!("push state: {e}")))?;
             let decision_json = serde_json::to_string(&decision).map_err(|e| StoreError::Corrupt(format!("decision: {e}")))?;
@@ -197,6 +207,7 @@ impl Scheduler {
                 state: state_json,
                 next_due_at,
                 push,
+                push_features,
                 decision: decision_json,
             });
         }

@@ -86,6 +86,10 @@ pub trait ModelStore: Send + Sync {
     /// (the trainer's window, paged).
     async fn events_between(&self, from: DateTime<Utc>, to: DateTime<Utc>, after_seq: i64, limit: i64) -> StoreResult<Vec<LoggedEvent>>;
 
+    /// The pushes sent in `[from, to)` that the gateway fetched and whose features were
+    /// recorded, with their feedback (the push-response model's training data).
+    async fn push_outcomes(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> StoreResult<Vec<PushOutcomeRow>>;
+
     /// How many events have `from <= ts < to`.
     async fn count_events_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> StoreResult<i64>;
 }

@@ -107,6 +107,8 @@ pub struct UserPlan {
     pub state: String,
     pub next_due_at: DateTime<Utc>,
     pub push: Option<Push>,
+    /// What the push-response model saw of the push (JSON), stored with it for training.
+    pub push_features: Option<String>,
     /// The `Decision`, serialised to JSON.
     pub decision: String,
 }
@@ -207,6 +209,19 @@ pub struct NewModel {
     pub metrics: serde_json::Value,
     /// The model's parameters (its JSON document).
     pub params: String,
+}
+
+/// One fetched push of the push log, with what the policy saw and what came of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PushOutcomeRow {
+    pub send_at: DateTime<Utc>,
+    /// The push-response features recorded when it was planned.
+    pub features: serde_json::Value,
+    /// Any feedback at all (a push without any may still be answered, until the ignore window ends).
+    pub answered: bool,
+    pub opened: bool,
+    pub converted: bool,
+    pub unsubscribed: bool,
 }
 
 /// A stored model, without its parameters.

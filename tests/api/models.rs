@@ -154,7 +154,7 @@ async fn a_corrupt_stored_model_is_refused_and_the_previous_one_keeps_serving(ba
     }
     let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     // The recorder is global to the test process (both stores run at once): at least these two.
-    let refused = metrics.lines().find_map(|l| l.strip_prefix("kairos_model_loads_total{outcome=\"refused\"} ")).and_then(|n| n.parse::<u64>().ok());
+    let refused = metrics.lines().find_map(|l| l.strip_prefix("kairos_model_loads_total{kind=\"ranker\",outcome=\"refused\"} ")).and_then(|n| n.parse::<u64>().ok());
     assert!(refused.is_some_and(|n| n >= 2), "{metrics}");
     app.stop().await;
 }

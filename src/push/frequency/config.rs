@@ -90,6 +90,25 @@ pub struct FrequencyConfig {
     /// Share of users that never get a push so lift can be measured (0..=1, unitless).
     pub holdout_share: f64,
 
+    // --- the learned policy: decisions by expected value ------------------------------------
+    /// Value of an opened push, in value units (those of `value_threshold`).
+    pub value_open: f64,
+    /// Value of a conversion from a push, in value units.
+    pub value_convert: f64,
+    /// Cost of an unsubscribe, in value units.
+    pub cost_unsubscribe: f64,
+    /// With a push-response model, a push goes out only when
+    /// `value_open·P(open) + value_convert·P(convert) − cost_unsubscribe·P(unsubscribe)`
+    /// reaches this, in value units.
+    pub value_threshold: f64,
+    /// Hours ahead in which the learned policy values every allowed hour, in hours.
+    pub value_lookahead_hours: u32,
+    /// Probability of exploring when a push is allowed now (unitless, 0..=1): the greedy
+    /// action is replaced by the other with probability `exploration_rate / 2`.
+    pub exploration_rate: f64,
+    /// Fewest pushes with a known outcome to train the push-response model on, in pushes.
+    pub response_min_pushes: usize,
+
     // --- outbox -------------------------------------------------------------------------------
     /// A planned push not delivered within this many hours expires in the outbox, in hours.
     pub push_ttl_hours: f64,
@@ -130,6 +149,13 @@ impl Default for FrequencyConfig {
             min_item_score: 0.1,
             content_retry_minutes: 60,
             holdout_share: 0.05,
+            value_open: 1.0,
+            value_convert: 10.0,
+            cost_unsubscribe: 30.0,
+            value_threshold: 0.3,
+            value_lookahead_hours: 24,
+            exploration_rate: 0.05,
+            response_min_pushes: 200,
             push_ttl_hours: 6.0,
             decision_log_len: 20,
         }
@@ -213,6 +239,17 @@ impl FrequencyConfig {
             return Err("frequency.content_retry_minutes must be at least 1".into());
         }
         unit_closed("holdout_share", self.holdout_share)?;
+        non_negative("value_open", self.value_open)?;
+        non_negative("value_convert", self.value_convert)?;
+        non_negative("cost_unsubscribe", self.cost_unsubscribe)?;
+        finite("value_threshold", self.value_threshold)?;
+        if !(1..=168).contains(&self.value_lookahead_hours) {
+            return Err(format!("frequency.value_lookahead_hours must be in [1, 168], got {}", self.value_lookahead_hours));
+        }
+        unit_closed("exploration_rate", self.exploration_rate)?;
+        if self.response_min_pushes == 0 {
+            return Err("frequency.response_min_pushes must be at least 1".into());
+        }
         positive("push_ttl_hours", self.push_ttl_hours)?;
         if self.decision_log_len == 0 || self.decision_log_len > 1000 {
             return Err(format!("frequency.decision_log_len must be in [1, 1000], got {}", self.decision_log_len));

@@ -22,11 +22,14 @@ mod config;
 mod histogram;
 mod plan;
 mod policy;
+pub mod response;
 mod state;
+mod value;
 
 pub use config::FrequencyConfig;
 pub use histogram::{ActivityHistogram, BlendedActivity, HOURS_PER_WEEK, hour_of_week};
 pub use plan::{CapsUsed, PlanSummary, summarise};
+pub use value::exploration_draw;
 pub use policy::{DecideContext, Decision, DecisionInputs, Recipient, SendPlan, SkipReason, Slot, collapse_repeated_skips};
 pub use state::{
     DayCount, Feedback, FeedbackEffect, LocalWeek, PushOutcome, PushState, PushTotals, SentPush, WeekCount,

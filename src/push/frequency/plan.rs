@@ -101,7 +101,7 @@ mod tests {
             let mut last: Option<Decision> = None;
             for (n, gap) in gaps.iter().take(pushes).enumerate() {
                 now += TimeDelta::minutes(*gap);
-                let ctx = DecideContext { user: recipient, best_item_score: Some(1.0), global_budget_left: 10, population: &population };
+                let ctx = DecideContext::basic(recipient, Some(1.0), 10, &population);
                 let d = state.decide(&ctx, now, &cfg);
                 if let Decision::Send { at, .. } = &d {
                     state.record_sent(&format!("p{n}"), &format!("i{n}"), *at, tz, &cfg);

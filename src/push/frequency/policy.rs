@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use super::config::hours;
 use super::histogram::{ActivityHistogram, BlendedActivity, hour_of_week};
 use super::state::{LocalWeek, PushState, local_date};
+use super::response::{Predicted, ResponseFeatures, ResponseModel};
 use super::{FrequencyConfig, is_in_holdout};
 use crate::domain::{QuietHours, User};
 
@@ -58,6 +59,23 @@ pub struct DecideContext<'a> {
     pub global_budget_left: u32,
     /// The population's activity histogram (prior for users with little history).
     pub population: &'a ActivityHistogram,
+    /// The push-response model in force: decisions by expected value when there is one,
+    /// else the hand-set policy.
+    pub model: Option<&'a ResponseModel>,
+    /// Why there is no model, shown in the decision (`None` with a model).
+    pub fallback: Option<&'a str>,
+    /// The user's last event, and whether it came from a mobile device.
+    pub last_active: Option<DateTime<Utc>>,
+    pub mobile: bool,
+    /// A uniform draw in `[0, 1)` for exploration, fixed per (user, instant) by the caller.
+    pub draw: f64,
+}
+
+impl<'a> DecideContext<'a> {
+    /// A context with no model, no known activity and a draw that never explores.
+    pub fn basic(user: Recipient<'a>, best_item_score: Option<f64>, global_budget_left: u32, population: &'a ActivityHistogram) -> Self {
+        DecideContext { user, best_item_score, global_budget_left, population, model: None, fallback: None, last_active: None, mobile: false, draw: 1.0 }
+    }
 }
 
 /// Why no push was sent.
@@ -81,6 +99,12 @@ pub enum SkipReason {
     NoItem,
     BelowContentThreshold,
     GlobalRateLimit,
+    /// The learned policy: no allowed hour's expected value reaches `value_threshold`.
+    LowValue,
+    /// The learned policy: a later allowed hour has a higher expected value.
+    WaitingForBetterSlot,
+    /// Exploration: the greedy action was to send.
+    Exploration,
 }
 
 impl SkipReason {
@@ -100,6 +124,9 @@ impl SkipReason {
             SkipReason::NoItem => "no_item",
             SkipReason::BelowContentThreshold => "below_content_threshold",
             SkipReason::GlobalRateLimit => "global_rate_limit",
+            SkipReason::LowValue => "low_value",
+            SkipReason::WaitingForBetterSlot => "waiting_for_better_slot",
+            SkipReason::Exploration => "exploration",
         }
     }
 
@@ -119,6 +146,9 @@ impl SkipReason {
             SkipReason::NoItem => "no item is available to push",
             SkipReason::BelowContentThreshold => "the best item scores below the content threshold",
             SkipReason::GlobalRateLimit => "the global rate limit for this minute is spent",
+            SkipReason::LowValue => "no allowed hour's expected value reaches the threshold",
+            SkipReason::WaitingForBetterSlot => "a later allowed hour has a higher expected value",
+            SkipReason::Exploration => "exploring: the greedy action was to send",
         }
     }
 }
@@ -154,6 +184,23 @@ pub struct DecisionInputs {
     /// No push before this (last push + minimum gap).
     pub min_gap_until: Option<DateTime<Utc>>,
     pub consecutive_ignored: u32,
+    /// `learned` (by expected value, with the push-response model) or `hand-set`.
+    #[serde(default)]
+    pub policy: String,
+    /// Why the hand-set policy decided (no model trained yet, a model refused at load, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
+    /// The model's predictions for a push now, and the expected value
+    /// `v_open·P(open) + v_convert·P(convert) − c_unsubscribe·P(unsubscribe)`, with its threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted: Option<Predicted>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_threshold: Option<f64>,
+    /// What the push-response model sees of a push now (recorded with the push it plans).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<ResponseFeatures>,
     /// The send window the slot was looked for in.
     pub window_start: Option<DateTime<Utc>>,
     pub window_end: Option<DateTime<Utc>>,
@@ -169,9 +216,25 @@ pub struct DecisionInputs {
 #[serde(tag = "decision", rename_all = "snake_case")]
 pub enum Decision {
     /// Push now (`at` is the decision time); look at the user again at `next_check_at`.
-    Send { at: DateTime<Utc>, next_check_at: DateTime<Utc>, summary: String, inputs: DecisionInputs },
+    /// `propensity`: the probability with which the policy took this action (1 unless it
+    /// explores), for off-policy evaluation.
+    Send {
+        at: DateTime<Utc>,
+        next_check_at: DateTime<Utc>,
+        summary: String,
+        inputs: DecisionInputs,
+        #[serde(default = "certain")]
+        propensity: f64,
+    },
     /// No push now; `next_check_at: None` means not until the user's settings change.
-    Skip { reason: SkipReason, next_check_at: Option<DateTime<Utc>>, summary: String, inputs: DecisionInputs },
+    Skip {
+        reason: SkipReason,
+        next_check_at: Option<DateTime<Utc>>,
+        summary: String,
+        inputs: DecisionInputs,
+        #[serde(default = "certain")]
+        propensity: f64,
+    },
 }
 
 impl Decision {
@@ -199,6 +262,13 @@ impl Decision {
         }
     }
 
+    /// The probability with which the policy took this action (1 unless it explored).
+    pub fn propensity(&self) -> f64 {
+        match self {
+            Decision::Send { propensity, .. } | Decision::Skip { propensity, .. } => *propensity,
+        }
+    }
+
     pub fn summary(&self) -> &str {
         match self {
             Decision::Send { summary, .. } | Decision::Skip { summary, .. } => summary,
@@ -215,6 +285,10 @@ impl Decision {
             _ => false,
         }
     }
+}
+
+fn certain() -> f64 {
+    1.0
 }
 
 /// At most `n` of `newest_first` decisions, where a skip that repeats the next newer one
@@ -261,7 +335,7 @@ pub struct SendPlan {
 }
 
 /// Start of the local hour containing `t` (in UTC).
-fn local_hour_start(t: DateTime<Utc>, tz: Tz) -> DateTime<Utc> {
+pub(super) fn local_hour_start(t: DateTime<Utc>, tz: Tz) -> DateTime<Utc> {
     let local = t.with_timezone(&tz);
     t - TimeDelta::seconds(i64::from(local.minute() * 60 + local.second()))
         - TimeDelta::nanoseconds(i64::from(local.nanosecond()))
@@ -270,14 +344,14 @@ fn local_hour_start(t: DateTime<Utc>, tz: Tz) -> DateTime<Utc> {
 /// Start of the next local hour after the one starting at `start`. One UTC hour later is the
 /// next local hour for whole-hour DST shifts (the skipped hour is simply never produced and a
 /// repeated one comes twice); realigning handles zones whose offset moves by 30 minutes.
-fn next_local_hour(start: DateTime<Utc>, tz: Tz) -> DateTime<Utc> {
+pub(super) fn next_local_hour(start: DateTime<Utc>, tz: Tz) -> DateTime<Utc> {
     let next = start + TimeDelta::hours(1);
     let aligned = local_hour_start(next, tz);
     if aligned > start { aligned } else { next }
 }
 
 /// Why a push at `t` is not allowed by the hard limits that depend on the time, if any.
-fn hard_limit_at(state: &PushState, user: &Recipient<'_>, t: DateTime<Utc>, cfg: &FrequencyConfig) -> Option<SkipReason> {
+pub(super) fn hard_limit_at(state: &PushState, user: &Recipient<'_>, t: DateTime<Utc>, cfg: &FrequencyConfig) -> Option<SkipReason> {
     let day = local_date(t, user.timezone);
     if state.pushes_on(day) >= cfg.max_per_day {
         return Some(SkipReason::DailyCap);
@@ -367,15 +441,28 @@ impl PushState {
     }
 
     /// Decides whether to push to this user now, records the decision (with every input) in the
-    /// decision log and sets [`PushState::next_due_at`]. On `Send`, the caller writes the push
-    /// and then calls [`PushState::record_sent`]. Call [`PushState::sweep_ignored`] first so
-    /// the frequency reflects pushes that went unanswered.
+    /// decision log and sets [`PushState::next_due_at`]. With a push-response model in
+    /// `ctx`, by expected value (`value.rs`), else by the hand-set policy; either way within
+    /// the hard limits, then with the configured exploration. On `Send`, the caller writes the
+    /// push and then calls [`PushState::record_sent`]. Call [`PushState::sweep_ignored`] first
+    /// so the frequency reflects pushes that went unanswered.
     pub fn decide(&mut self, ctx: &DecideContext<'_>, now: DateTime<Utc>, cfg: &FrequencyConfig) -> Decision {
+        let greedy = match ctx.model {
+            Some(model) => self.decide_by_value(ctx, model, now, cfg),
+            None => self.decide_hand_set(ctx, now, cfg),
+        };
+        let decision = self.explore(greedy, ctx, now, cfg);
+        self.next_due_at = decision.next_check_at();
+        decision
+    }
+
+    /// What every decision records of its inputs, before the policy adds its own.
+    pub(super) fn base_inputs(&self, ctx: &DecideContext<'_>, now: DateTime<Utc>, cfg: &FrequencyConfig) -> DecisionInputs {
         let user = &ctx.user;
         let tz = user.timezone;
         let today = local_date(now, tz);
         let in_holdout = is_in_holdout(user.user_id, cfg.holdout_share);
-        let mut inputs = DecisionInputs {
+        DecisionInputs {
             now,
             local_time: now.with_timezone(&tz).to_rfc3339(),
             timezone: tz.name().to_owned(),
@@ -402,16 +489,36 @@ impl PushState {
             slot: None,
             slot_activity: None,
             own_activity_weight: None,
-        };
+            policy: String::new(),
+            fallback: None,
+            predicted: None,
+            value: None,
+            value_threshold: None,
+            features: None,
+        }
+    }
+
+    /// The hand-set policy: pacing from the target frequency, the most active hour of the send
+    /// window, the content threshold.
+    fn decide_hand_set(&self, ctx: &DecideContext<'_>, now: DateTime<Utc>, cfg: &FrequencyConfig) -> Decision {
+        let user = &ctx.user;
+        let tz = user.timezone;
+        let in_holdout = is_in_holdout(user.user_id, cfg.holdout_share);
         let skip = |reason: SkipReason, next: Option<DateTime<Utc>>, inputs: DecisionInputs| {
             let summary = match next {
                 Some(t) => format!("skip: {}; next check {}", reason.describe(), t.with_timezone(&tz).to_rfc3339()),
                 None => format!("skip: {}; no further check until the user's settings change", reason.describe()),
             };
-            Decision::Skip { reason, next_check_at: next, summary, inputs }
+            Decision::Skip { reason, next_check_at: next, summary, inputs, propensity: 1.0 }
         };
 
-        let decision = if self.is_unsubscribed() {
+        let mut inputs = DecisionInputs {
+            policy: "hand-set".into(),
+            fallback: ctx.fallback.map(str::to_string),
+            features: Some(self.response_features(ctx, now, ctx.best_item_score, cfg)),
+            ..self.base_inputs(ctx, now, cfg)
+        };
+        if self.is_unsubscribed() {
             skip(SkipReason::Unsubscribed, None, inputs)
         } else if !user.push_consent {
             skip(SkipReason::NoConsent, None, inputs)
@@ -462,14 +569,12 @@ impl PushState {
                                 inputs.pacing_frequency,
                             );
                             let inputs = DecisionInputs { fatigue_after: inputs.fatigue + cfg.fatigue_per_push, ..inputs };
-                            Decision::Send { at: now, next_check_at: next, summary, inputs }
+                            Decision::Send { at: now, next_check_at: next, summary, inputs, propensity: 1.0 }
                         }
                     }
                 }
             }
-        };
-        self.next_due_at = decision.next_check_at();
-        decision
+        }
     }
 }
 

@@ -369,13 +369,14 @@ impl Store for PgStore {
         let applied: Vec<&UserPlan> = plans.iter().filter(|p| written.contains(&p.user_id)).collect();
         let mut report = PlanCommit { conflicts: (plans.len() - applied.len()) as u64, ..PlanCommit::default() };
 
-        let pushes: Vec<&Push> = applied.iter().filter_map(|p| p.push.as_ref()).collect();
+        let with_push: Vec<&&UserPlan> = applied.iter().filter(|p| p.push.is_some()).collect();
+        let pushes: Vec<&Push> = with_push.iter().filter_map(|p| p.push.as_ref()).collect();
         if !pushes.is_empty() {
             let inserted = sqlx::query(
-                "insert into pushes (push_id, user_id, item_id, send_at, expires_at, score, reasons, status, created_at) \
-                 select id, u, i, s, e, sc, r, 'planned', $8 \
-                 from unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::float8[], $7::jsonb[]) \
-                      as t(id, u, i, s, e, sc, r) \
+                "insert into pushes (push_id, user_id, item_id, send_at, expires_at, score, reasons, status, created_at, features) \
+                 select id, u, i, s, e, sc, r, 'planned', $8, f::json \
+                 from unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::float8[], $7::jsonb[], $9::text[]) \
+                      as t(id, u, i, s, e, sc, r, f) \
                  on conflict (user_id, send_at) do nothing",
             )
             .bind(pushes.iter().map(|p| p.push_id).collect::<Vec<_>>())
@@ -386,6 +387,7 @@ impl Store for PgStore {
             .bind(pushes.iter().map(|p| p.score).collect::<Vec<_>>())
             .bind(pushes.iter().map(|p| &p.reasons).collect::<Vec<_>>())
             .bind(now)
+            .bind(with_push.iter().map(|p| p.push_features.as_deref()).collect::<Vec<_>>())
             .execute(&mut *tx)
             .await?;
             report.pushes = inserted.rows_affected();

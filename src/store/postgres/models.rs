@@ -7,7 +7,7 @@ use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
 use super::{EVENT_COLUMNS, PgStore, event_from_row};
-use crate::store::{LoggedEvent, ModelRow, ModelStore, NewModel, StoreResult};
+use crate::store::{LoggedEvent, ModelRow, ModelStore, NewModel, PushOutcomeRow, StoreResult};
 
 fn model_from_row(row: &PgRow) -> StoreResult<ModelRow> {
     Ok(ModelRow {
@@ -115,6 +115,34 @@ impl ModelStore for PgStore {
         ));
         let rows = sqlx::query(sql).bind(from).bind(to).bind(after_seq).bind(limit).fetch_all(&self.pool).await?;
         rows.iter().map(|r| Ok(LoggedEvent { seq: r.try_get("seq")?, event: event_from_row(r)? })).collect()
+    }
+
+    async fn push_outcomes(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> StoreResult<Vec<PushOutcomeRow>> {
+        let rows = sqlx::query(
+            "select p.send_at, p.features, count(f.kind) > 0 as answered, \
+                coalesce(bool_or(f.kind in ('opened', 'clicked', 'converted')), false) as opened, \
+                coalesce(bool_or(f.kind = 'converted'), false) as converted, \
+                coalesce(bool_or(f.kind = 'unsubscribed'), false) as unsubscribed \
+             from pushes p left join feedback f on f.push_id = p.push_id \
+             where p.fetched_at is not null and p.features is not null and p.send_at >= $1 and p.send_at < $2 \
+             group by p.push_id order by p.send_at",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PushOutcomeRow {
+                    send_at: r.try_get("send_at")?,
+                    features: r.try_get("features")?,
+                    answered: r.try_get("answered")?,
+                    opened: r.try_get("opened")?,
+                    converted: r.try_get("converted")?,
+                    unsubscribed: r.try_get("unsubscribed")?,
+                })
+            })
+            .collect()
     }
 
     async fn count_events_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> StoreResult<i64> {

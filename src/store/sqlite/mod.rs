@@ -381,8 +381,8 @@ impl Store for SqliteStore {
             }
             if let Some(p) = &plan.push {
                 let written = sqlx::query(
-                    "insert into pushes (push_id, user_id, item_id, send_at, expires_at, score, reasons, status, created_at) \
-                     values (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'planned', ?8) on conflict (user_id, send_at) do nothing",
+                    "insert into pushes (push_id, user_id, item_id, send_at, expires_at, score, reasons, status, created_at, features) \
+                     values (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'planned', ?8, ?9) on conflict (user_id, send_at) do nothing",
                 )
                 .bind(p.push_id.to_string())
                 .bind(&p.user_id)
@@ -392,6 +392,7 @@ impl Store for SqliteStore {
                 .bind(p.score)
                 .bind(p.reasons.to_string())
                 .bind(to_micros(p.created_at))
+                .bind(plan.push_features.as_deref())
                 .execute(&mut *tx)
                 .await?;
                 if written.rows_affected() == 1 {

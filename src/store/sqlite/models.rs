@@ -7,7 +7,7 @@ use sqlx::sqlite::SqliteRow;
 use uuid::Uuid;
 
 use super::{SqliteStore, event_from_row, from_micros, to_micros};
-use crate::store::{LoggedEvent, ModelRow, ModelStore, NewModel, StoreError, StoreResult};
+use crate::store::{LoggedEvent, ModelRow, ModelStore, NewModel, PushOutcomeRow, StoreError, StoreResult};
 
 fn model_from_row(row: &SqliteRow) -> StoreResult<ModelRow> {
     let metrics: String = row.try_get("metrics")?;
@@ -121,6 +121,35 @@ impl ModelStore for SqliteStore {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(|r| Ok(LoggedEvent { seq: r.try_get("seq")?, event: event_from_row(r)? })).collect()
+    }
+
+    async fn push_outcomes(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> StoreResult<Vec<PushOutcomeRow>> {
+        let rows = sqlx::query(
+            "select p.send_at, p.features, count(f.kind) > 0 as answered, \
+                coalesce(max(f.kind in ('opened', 'clicked', 'converted')), 0) as opened, \
+                coalesce(max(f.kind = 'converted'), 0) as converted, \
+                coalesce(max(f.kind = 'unsubscribed'), 0) as unsubscribed \
+             from pushes p left join feedback f on f.push_id = p.push_id \
+             where p.fetched_at is not null and p.features is not null and p.send_at >= ?1 and p.send_at < ?2 \
+             group by p.push_id order by p.send_at",
+        )
+        .bind(to_micros(from))
+        .bind(to_micros(to))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let features: String = r.try_get("features")?;
+                Ok(PushOutcomeRow {
+                    send_at: from_micros(r.try_get("send_at")?)?,
+                    features: serde_json::from_str(&features).map_err(|e| StoreError::Corrupt(format!("push features: {e}")))?,
+                    answered: r.try_get("answered")?,
+                    opened: r.try_get("opened")?,
+                    converted: r.try_get("converted")?,
+                    unsubscribed: r.try_get("unsubscribed")?,
+                })
+            })
+            .collect()
     }
 
     async fn count_events_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> StoreResult<i64> {

@@ -291,11 +291,17 @@ impl Sim<'_> {
             world.sent_last_minute.pop_front();
         }
         let budget = cfg.global_rate_per_minute.saturating_sub(world.sent_last_minute.len() as u32);
+        let last = replay.histories[user].iter().rev().find(|e| e.ts <= now);
         let ctx = DecideContext {
             user: recipient,
             best_item_score: best.as_ref().map(|b| b.score),
             global_budget_left: budget,
             population: &replay.population,
+            model: None,
+            fallback: Some("no push-response model trained yet"),
+            last_active: last.map(|e| e.ts),
+            mobile: false,
+            draw: crate::push::frequency::exploration_draw(user_id, now),
         };
         let decision = state.decide(&ctx, now, cfg);
         *world.skips.entry(decision.skip_reason().map_or("send", |r| r.as_str())).or_default() += 1;

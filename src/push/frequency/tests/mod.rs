@@ -38,7 +38,7 @@ pub(super) fn daily_peak(hour: usize, as_of: DateTime<Utc>) -> ActivityHistogram
 }
 
 pub(super) fn ctx<'a>(u: Recipient<'a>, pop: &'a ActivityHistogram) -> DecideContext<'a> {
-    DecideContext { user: u, best_item_score: Some(1.0), global_budget_left: 100, population: pop }
+    DecideContext::basic(u, Some(1.0), 100, pop)
 }
 
 pub(super) fn fb<'a>(push_id: &'a str, kind: FeedbackKind, ts: DateTime<Utc>) -> Feedback<'a> {

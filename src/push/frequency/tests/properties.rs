@@ -88,7 +88,7 @@ proptest! {
             prop_assert_eq!(slot.bin, hour_of_week(at, tz));
             // Deciding at the slot sends, unless nothing changed but time... it must send.
             let mut s2 = s.clone();
-            let d = s2.decide(&DecideContext { user: u, best_item_score: Some(1.0), global_budget_left: 1, population: &pop }, at, &c);
+            let d = s2.decide(&DecideContext::basic(u, Some(1.0), 1, &pop), at, &c);
             prop_assert!(d.is_send(), "{:?}", d);
         } else {
             // Only quiet hours covering the whole day can leave no slot in a week of look-ahead.
