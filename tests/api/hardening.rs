@@ -224,7 +224,6 @@ async fn events_past_the_retention_leave_the_log(backend: Backend) {
     };
     app.store.insert_events(&[old]).await.unwrap();
     assert_eq!(app.post_events(&json!({"user_id": "new", "item_id": "i", "kind": "view"})).await.status(), StatusCode::ACCEPTED);
-    assert_eq!(app.event_count().await, 2);
     // (The background task may prune first: either way the old event goes, the new one stays.)
     assert!(kairos::startup::prune_once(&app.state).await.unwrap() <= 1);
     assert_eq!(app.event_count().await, 1, "the old event is gone, the recent one stays");
