@@ -5,3 +5,6 @@
 pub mod frequency;
 /// Background push scheduler: claims due users, plans pushes into the outbox.
 pub mod scheduler;
+/// Off-policy evaluation: IPS, self-normalised IPS and doubly robust estimates of a target
+/// policy's value from logged decisions, with intervals and diagnostics.
+pub mod ope;
