@@ -158,8 +158,12 @@ pub struct Diagnostics {
     pub zero_target: usize,
     /// Records with a positive weight and a non-zero reward: the terms IPS is made of.
     pub weighted_rewards: usize,
-    /// Mean weight: near 1 when the target's support is covered by the log.
+    /// Mean weight. Whatever the target, weights average to 1 in expectation when the
+    /// propensities are right and every action the target takes could have been logged, so
+    /// a mean weight far from 1 (in units of its standard error) points at the propensities.
     pub mean_weight: f64,
+    /// The standard error of the mean weight (sample variance of the weights).
+    pub mean_weight_std_error: f64,
     pub max_weight: f64,
 }
 
@@ -303,6 +307,7 @@ impl Evaluation {
             zero_target: self.terms.iter().filter(|t| t.weight == 0.0).count(),
             weighted_rewards: self.terms.iter().filter(|t| t.weight > 0.0 && t.reward != 0.0).count(),
             mean_weight: sum / self.terms.len() as f64,
+            mean_weight_std_error: std_error(self.terms.iter().map(|t| t.weight)),
             max_weight: self.terms.iter().map(|t| t.weight).fold(0.0, f64::max),
         }
     }

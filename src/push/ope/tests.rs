@@ -43,7 +43,7 @@ fn when_the_target_is_the_logging_policy_ips_and_snips_equal_the_mean_reward_exa
     assert_eq!(ev.estimate(Estimator::Ips).unwrap(), mean);
     assert_eq!(ev.estimate(Estimator::Snips).unwrap().value, mean.value);
     let d = ev.diagnostics();
-    assert_eq!((d.ess, d.zero_target, d.mean_weight, d.max_weight), (7.0, 0, 1.0, 1.0));
+    assert_eq!((d.ess, d.zero_target, d.mean_weight, d.mean_weight_std_error, d.max_weight), (7.0, 0, 1.0, 0.0, 1.0));
 }
 
 #[test]
@@ -64,6 +64,8 @@ fn a_deterministic_target_on_a_uniform_log_gives_the_hand_computed_numbers() {
     assert!(close(d.ess, 81.0 / 27.0));
     assert_eq!((d.zero_target, d.weighted_rewards, d.records), (3, 2, 6));
     assert!(close(d.mean_weight, 1.5));
+    // Weights 3, 0, 0, 3, 0, 3: squared deviations 6 × 2.25, variance 13.5 / 5.
+    assert!(close(d.mean_weight_std_error, (13.5 / 5.0 / 6.0_f64).sqrt()));
     assert!(close(d.max_weight, 3.0));
 }
 

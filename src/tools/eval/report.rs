@@ -1,3 +1,4 @@
+// Over 400 lines: one Markdown document, section by section, and its plot; the sections share the formatting helpers.
 //! The report of `kairos eval`: `docs/EVALUATION.md` and the plot of NDCG@10 against the
 //! half-life, both rewritten by every run.
 
@@ -12,11 +13,7 @@ use super::{Curve, EvalReport, Group, KS, Metrics, VariantResult, holdout_from_t
 
 /// Writes the Markdown report to `out` and the plot to `plot`.
 pub fn write(report: &EvalReport, out: &Path, plot: &Path) -> anyhow::Result<()> {
-    for path in [out, plot] {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-    }
+    crate::tools::create_parent(plot)?;
     if !sweep(report).is_empty() {
         draw_plot(report, plot).with_context(|| format!("drawing {}", plot.display()))?;
     }
@@ -26,7 +23,7 @@ pub fn write(report: &EvalReport, out: &Path, plot: &Path) -> anyhow::Result<()>
     } else {
         plot.display().to_string()
     };
-    std::fs::write(out, markdown(report, &link)).with_context(|| format!("writing {}", out.display()))
+    crate::tools::write_report(out, &markdown(report, &link))
 }
 
 fn f3(x: f64) -> String {
