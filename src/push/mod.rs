@@ -1,5 +1,6 @@
 //! Push decisions: `frequency/` is the pure policy (state, target frequency, hard limits,
-//! send time); `scheduler` claims due users from the store and commits the policy's plans.
+//! send time); `scheduler` claims due users from the store and commits the policy's plans;
+//! `ope` (pure) estimates a new policy's value from logged decisions before it is switched on.
 
 /// Push frequency policy: target frequency, feedback, hard limits, send time.
 pub mod frequency;

@@ -66,12 +66,15 @@ pub struct EvalPushOptions {
     pub draws: usize,
 }
 
+/// An estimate with its normal interval and its bootstrap interval, or why it is undefined.
+pub type Figure = Result<(Estimate, Interval), OpeError>;
+
 /// One policy estimated on one log.
 #[derive(Clone, Debug)]
 pub struct Row {
     pub policy: &'static str,
-    /// IPS, SNIPS, DR: the estimate (normal interval) and the bootstrap interval.
-    pub estimates: Vec<(Estimator, Result<(Estimate, Interval), OpeError>)>,
+    /// IPS, SNIPS, DR.
+    pub estimates: Vec<(Estimator, Figure)>,
     pub diagnostics: Diagnostics,
 }
 

@@ -468,8 +468,8 @@ fn limits(w: &mut String, r: &EvalPushReport) {
             c.test.0,
             widths.join(", "),
             if separated.is_empty() {
-                "No learned policy that a click carries has a DR interval separated from the uniform policy's observed \
-                 interval."
+                "Among the learned policies that clicks carry, none has a DR interval separated from the uniform \
+                 policy's observed interval."
                     .to_owned()
             } else {
                 format!("DR intervals separated from the uniform policy's observed interval: {}.", separated.join(", "))
