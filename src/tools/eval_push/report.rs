@@ -297,6 +297,17 @@ fn section_b(w: &mut String, r: &EvalPushReport) {
     for c in &r.campaigns {
         for row in c.second_half.iter().filter(|r| r.policy != "uniform") {
             let Some((dr, _)) = row.get(Estimator::Dr) else { continue };
+            if row.diagnostics.weighted_rewards == 0 {
+                let _ = writeln!(
+                    w,
+                    "- `{}`, {}: not compared. No click carries its weight, so its DR {} is the reward model's \
+                     alone, and its IPS and SNIPS intervals have zero width (section (c)).",
+                    c.name,
+                    row.policy,
+                    est(dr)
+                );
+                continue;
+            }
             let _ = writeln!(
                 w,
                 "- `{}`, {} ({} click{} carry its weight): DR {} is, against the `{THOMPSON_LOG}` log's observed {}, {}; \
@@ -396,15 +407,23 @@ fn section_d(w: &mut String, r: &EvalPushReport) {
         let Some(u) = c.on_bts.iter().find(|r| r.policy == "uniform") else { continue };
         let parts: Vec<String> = Estimator::ALL
             .iter()
-            .filter_map(|&e| u.get(e).map(|(x, _)| format!("{} {} {}", e.name(), est(x), covers(&x.interval, &c.observed_random_second))))
+            .filter_map(|&e| {
+                u.get(e).map(|(x, _)| {
+                    let ov = if overlap(&x.interval, &c.observed_random_second.interval) { "overlap" } else { "do not overlap" };
+                    format!("{} {} {} (the intervals {ov})", e.name(), est(x), covers(&x.interval, &c.observed_random_second))
+                })
+            })
             .collect();
         let _ = writeln!(
             w,
             "- `{}`: the uniform policy estimated from the `{THOMPSON_LOG}` log, against its observed click rate \
-             on the `{UNIFORM_LOG}` log over the same half ({}): {}. Its {}.",
+             on the `{UNIFORM_LOG}` log over the same half, {}: {}. Effective sample size {:.1} of {} records; \
+             {}.",
             c.name,
-            pct(c.observed_random_second.value),
+            est(&c.observed_random_second),
             parts.join("; "),
+            u.diagnostics.ess,
+            u.diagnostics.records,
             weights_check(&u.diagnostics)
         );
     }
@@ -435,7 +454,7 @@ fn no_click_note(d: &Diagnostics) -> String {
 fn weights_check(d: &Diagnostics) -> String {
     let (lo, hi) = (d.mean_weight - Z95 * d.mean_weight_std_error, d.mean_weight + Z95 * d.mean_weight_std_error);
     let verdict = if lo <= 1.0 && 1.0 <= hi { "1 is inside" } else { "1 is outside" };
-    format!("mean weight {:.3}, 95 % interval [{lo:.3}, {hi:.3}]: {verdict}", d.mean_weight)
+    format!("its mean weight is {:.3}, 95 % interval [{lo:.3}, {hi:.3}]: {verdict}", d.mean_weight)
 }
 
 fn covers(i: &Interval, truth: &Estimate) -> &'static str {
