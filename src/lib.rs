@@ -3,7 +3,8 @@
 //! The folders follow the data flow of `DESIGN.md` (see `docs/ARCHITECTURE.md`):
 //! - `api/`, `ingest`, `store/`, `engine`, `startup`: the service and its I/O;
 //! - `rank/`: pure ranking (decay, catalog, profile, context, statistics, scoring);
-//! - `push/`: the pure frequency policy (`push/frequency/`) and the scheduler that runs it;
+//! - `push/`: the pure frequency policy (`push/frequency/`), the scheduler that runs it, and
+//!   off-policy evaluation of push policies (`push/ope.rs`, pure);
 //! - `tools/`: offline CLIs over the same library code (the service never imports them).
 #![forbid(unsafe_code)]
 
@@ -23,7 +24,7 @@ pub mod engine;
 pub mod ingest;
 /// Field-by-field JSON reading with errors naming each field.
 pub mod parse;
-/// Push decisions: the pure frequency policy and the background scheduler.
+/// Push decisions: the pure frequency policy, the background scheduler, off-policy evaluation.
 pub mod push;
 /// Pure ranking: decay, catalog, interest profiles, context lift, statistics, scoring.
 pub mod rank;

@@ -34,6 +34,8 @@ enum Command {
     Datagen(kairos::tools::datagen::DatagenOptions),
     /// Replay a real behaviour log through profile and scoring; write docs/EVALUATION.md.
     Eval(kairos::tools::eval::EvalOptions),
+    /// Estimate push policies off-policy (IPS, SNIPS, DR) on the Open Bandit logs; write docs/OFFPOLICY.md.
+    EvalPush(kairos::tools::eval_push::EvalPushOptions),
     /// Simulate the push policy against fixed frequencies over real histories; write docs/SIMULATION.md.
     Simulate(kairos::tools::simulate::SimulateOptions),
     /// Write a behaviour log with a planted behaviour (repeat or sequential), for `eval`.
@@ -87,6 +89,12 @@ fn main() -> anyhow::Result<()> {
             let report = kairos::tools::eval::run(&opts)?;
             println!("{}", report.headline());
             println!("report: {}, plot: {}", opts.out.display(), opts.plot.display());
+            Ok(())
+        }
+        Command::EvalPush(opts) => {
+            let report = kairos::tools::eval_push::run(opts)?;
+            println!("{}", report.summary());
+            println!("{:.1} s; report: {}", report.runtime_secs, opts.out.display());
             Ok(())
         }
         Command::Simulate(opts) => {

@@ -77,14 +77,7 @@ pub struct LogEvent {
 /// Reads a log (gzip when the name ends in `.gz`). A folder means its `UserBehavior_sample.csv.gz`.
 pub fn read_log(path: &Path) -> anyhow::Result<Vec<LogEvent>> {
     let file = if path.is_dir() { path.join(SAMPLE_FILE) } else { path.to_path_buf() };
-    let raw = std::fs::File::open(&file).with_context(|| format!("cannot open {}", file.display()))?;
-    let mut text = String::new();
-    if file.extension().is_some_and(|e| e == "gz") {
-        flate2::read::GzDecoder::new(raw).read_to_string(&mut text)
-    } else {
-        std::io::BufReader::new(raw).read_to_string(&mut text)
-    }
-    .with_context(|| format!("cannot read {}", file.display()))?;
+    let text = crate::tools::read_text(&file)?;
     parse_log(&text).with_context(|| format!("in {}", file.display()))
 }
 

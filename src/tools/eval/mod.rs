@@ -32,7 +32,6 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -48,6 +47,7 @@ use crate::domain::{Event, EventContext, EventProps, Item};
 use crate::rank::profile::{InterestVector, ProfileParams};
 use crate::rank::scoring::{Request, ScoringConfig, Scorer};
 use crate::rank::stats::{Observation, Segment, Stats};
+use crate::tools::machine;
 
 mod log;
 mod metrics;
@@ -231,14 +231,3 @@ pub fn run(opts: &EvalOptions) -> anyhow::Result<EvalReport> {
     report::write(&report, &opts.out, &opts.plot)?;
     Ok(report)
 }
-
-/// CPU model and core count, for the report.
-pub(super) fn machine() -> String {
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|m| m.trim().to_owned()))
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    format!("{cores} cores of {model}, {} {}", std::env::consts::OS, std::env::consts::ARCH)
-}
-

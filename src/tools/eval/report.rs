@@ -12,11 +12,7 @@ use super::{Curve, EvalReport, Group, KS, Metrics, VariantResult, holdout_from_t
 
 /// Writes the Markdown report to `out` and the plot to `plot`.
 pub fn write(report: &EvalReport, out: &Path, plot: &Path) -> anyhow::Result<()> {
-    for path in [out, plot] {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-    }
+    crate::tools::create_parent(plot)?;
     if !sweep(report).is_empty() {
         super::plot::draw(report, plot).with_context(|| format!("drawing {}", plot.display()))?;
     }
@@ -26,7 +22,7 @@ pub fn write(report: &EvalReport, out: &Path, plot: &Path) -> anyhow::Result<()>
     } else {
         plot.display().to_string()
     };
-    std::fs::write(out, markdown(report, &link)).with_context(|| format!("writing {}", out.display()))
+    crate::tools::write_report(out, &markdown(report, &link))
 }
 
 fn f3(x: f64) -> String {

@@ -127,10 +127,7 @@ pub fn run(opts: &SimulateOptions) -> anyhow::Result<SimReport> {
         params.replay.seed
     );
     report.runtime = started.elapsed();
-    if let Some(dir) = opts.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&opts.out, report.to_markdown()).with_context(|| format!("writing {}", opts.out.display()))?;
+    crate::tools::write_report(&opts.out, &report.to_markdown())?;
     Ok(report)
 }
 
