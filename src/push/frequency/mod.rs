@@ -21,6 +21,7 @@
 mod config;
 mod histogram;
 mod plan;
+mod planner;
 mod policy;
 pub mod response;
 mod state;
@@ -30,7 +31,8 @@ pub use config::FrequencyConfig;
 pub use histogram::{ActivityHistogram, BlendedActivity, HOURS_PER_WEEK, hour_of_week};
 pub use plan::{CapsUsed, PlanSummary, summarise};
 pub use value::exploration_draw;
-pub use policy::{DecideContext, Decision, DecisionInputs, Recipient, SendPlan, SkipReason, Slot, collapse_repeated_skips};
+pub use planner::{SendPlan, Slot};
+pub use policy::{DecideContext, Decision, DecisionInputs, Recipient, SkipReason, collapse_repeated_skips};
 pub use state::{
     DayCount, Feedback, FeedbackEffect, LocalWeek, PushOutcome, PushState, PushTotals, SentPush, WeekCount,
     local_date,

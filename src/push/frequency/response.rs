@@ -1,3 +1,4 @@
+// Over 400 lines: one model (features, heads, loading, fitting) and the tests of what it learns.
 //! The push-response model: who opens a push when, who converts from it, who unsubscribes.
 //!
 //! Trained on the service's own push log (each fetched push with the [`ResponseFeatures`]

@@ -16,7 +16,8 @@
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::histogram::{BlendedActivity, hour_of_week};
-use super::policy::{DecideContext, Decision, DecisionInputs, SkipReason, hard_limit_at, local_hour_start, next_local_hour};
+use super::planner::{hard_limit_at, local_hour_start, next_local_hour};
+use super::policy::{DecideContext, Decision, DecisionInputs, SkipReason};
 use super::response::{Predicted, ResponseFeatures, ResponseModel};
 use super::state::{PushOutcome, PushState};
 use super::{FrequencyConfig, is_in_holdout};
