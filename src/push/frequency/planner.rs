@@ -77,6 +77,11 @@ pub(super) fn hard_limit_at(state: &PushState, user: &Recipient<'_>, t: DateTime
 }
 
 impl PushState {
+    /// Whether the time-dependent hard limits (quiet hours, caps, minimum gap) allow a push at `t`.
+    pub fn allowed_at(&self, user: &Recipient<'_>, t: DateTime<Utc>, cfg: &FrequencyConfig) -> bool {
+        hard_limit_at(self, user, t, cfg).is_none()
+    }
+
     /// Pacing interval `P` and window length `W` at `now`.
     pub(super) fn pacing(&self, cfg: &FrequencyConfig) -> (f64, TimeDelta, TimeDelta) {
         let f = self.pacing_frequency(cfg);

@@ -205,6 +205,13 @@ fn log_loss(pairs: impl Iterator<Item = (f64, bool)>) -> f64 {
     if n == 0 { 0.0 } else { sum / n as f64 }
 }
 
+/// The examples whose outcome is settled at `now`: a push is judged once its ignore window
+/// has passed (an open may still come before), so the training set is never biased towards
+/// the pushes that were opened quickly.
+pub fn settled(examples: &[ResponseExample], now: DateTime<Utc>, ignore_window: TimeDelta) -> Vec<ResponseExample> {
+    examples.iter().filter(|e| e.at + ignore_window <= now).cloned().collect()
+}
+
 /// Training settings.
 #[derive(Debug, Clone, Copy)]
 pub struct FitSettings {

@@ -84,6 +84,7 @@ use crate::push::frequency::{
     ActivityHistogram, DecideContext, Decision, Feedback, FeedbackKind, FrequencyConfig, PushState, Recipient, fnv1a64,
     is_in_holdout,
 };
+use crate::push::frequency::response::{self as push_response, ResponseExample, ResponseFeatures, ResponseModel as PushResponseModel};
 use crate::rank::profile::{InterestVector, ProfileParams};
 use crate::rank::scoring::{Request as ScoringRequest, Scorer};
 use crate::rank::stats::{Observation, Stats};
@@ -142,7 +143,10 @@ pub fn simulate(data: &Dataset, params: &SimParams, tuning: &Tuning, progress: b
     let n_users = data.user_ids.len();
     ensure!(n_users > 0, "the dataset has no users");
 
-    let mut arms: Vec<(String, Policy)> = vec![("adaptive (kairos policy)".into(), Policy::Adaptive)];
+    let mut arms: Vec<(String, Policy)> = vec![
+        ("adaptive (kairos hand-set policy)".into(), Policy::Adaptive),
+        ("learned (kairos expected-value policy)".into(), Policy::Learned),
+    ];
     arms.extend(params.fixed.iter().map(|f| (f.name.clone(), Policy::Fixed { hours: f.hours.clone(), every_days: f.every_days })));
     arms.push(("holdout (no pushes)".into(), Policy::Holdout));
 
@@ -161,6 +165,7 @@ pub fn simulate(data: &Dataset, params: &SimParams, tuning: &Tuning, progress: b
                 rng: SmallRng::seed_from_u64(fnv1a64(format!("{}/{rep}/{}", params.replay.seed, data.user_ids[u]).as_bytes())),
                 sent: VecDeque::new(),
                 ignored: VecDeque::new(),
+                reached: false,
             })
             .collect()
     };
@@ -175,6 +180,10 @@ pub fn simulate(data: &Dataset, params: &SimParams, tuning: &Tuning, progress: b
         tally: Tally::default(),
         push_seq: 0,
         skips: BTreeMap::new(),
+        examples: Vec::new(),
+        example_of: HashMap::new(),
+        response: None,
+        response_note: None,
     };
     for rep in 0..params.replay.replications {
         for arm in 0..arms.len() {
@@ -193,13 +202,26 @@ pub fn simulate(data: &Dataset, params: &SimParams, tuning: &Tuning, progress: b
         }
     }
 
-    let sim = Sim { tz, cfg, truth: &truth, user_ids: &data.user_ids, measured_from, measured_to, arms: &arms };
+    let warmup_exploration = params.learned.warmup_exploration_rate;
+    let sim = Sim { tz, cfg, truth: &truth, user_ids: &data.user_ids, measured_from, measured_to, arms: &arms, warmup_exploration };
+    // Every pushing arm starts at the push warm-up; only the measured period is counted.
+    let push_from = params.push_from(start);
     let mut queue = Queue { heap: BinaryHeap::new(), seq: 0 };
     for (w, world) in worlds.iter().enumerate() {
         match &arms[world.arm].1 {
-            Policy::Adaptive => (0..n_users).for_each(|u| queue.push(measured_from, w, u, Action::Decide)),
+            Policy::Adaptive => (0..n_users).for_each(|u| queue.push(push_from, w, u, Action::Decide)),
+            Policy::Learned => {
+                (0..n_users).for_each(|u| queue.push(push_from, w, u, Action::Decide));
+                // Trained at the end of the warm-up, then every day on the feedback so far, as the
+                // service's trainer retrains.
+                let mut t = measured_from;
+                while t < measured_to {
+                    queue.push(t, w, 0, Action::Train);
+                    t += TimeDelta::days(1);
+                }
+            }
             Policy::Fixed { hours, every_days } => {
-                let first = sim.next_fixed(hours, *every_days, measured_from - TimeDelta::seconds(1));
+                let first = sim.next_fixed(hours, *every_days, push_from - TimeDelta::seconds(1));
                 if let Some(t) = first {
                     (0..n_users).for_each(|u| queue.push(t, w, u, Action::FixedSend));
                 }
@@ -226,7 +248,17 @@ pub fn simulate(data: &Dataset, params: &SimParams, tuning: &Tuning, progress: b
         match s.action {
             Action::Decide => sim.decide(world, turn, &replay, &mut ranker, &mut queue),
             Action::FixedSend => sim.fixed_send(world, turn, &replay, &mut ranker, &mut queue),
+            Action::Train => train_response(world, s.at, cfg),
             Action::Feedback { push_id, item_id, kind } => {
+                if let Some(&n) = world.example_of.get(&push_id) {
+                    let e = &mut world.examples[n];
+                    match kind {
+                        FeedbackKind::Opened | FeedbackKind::Clicked => e.opened = true,
+                        FeedbackKind::Converted => (e.opened, e.converted) = (true, true),
+                        FeedbackKind::Unsubscribed => e.unsubscribed = true,
+                        _ => {}
+                    }
+                }
                 if let Some(state) = world.users[s.user].state.as_mut() {
                     let fb = Feedback { push_id: &push_id, item_id: &item_id, kind, ts: s.at };
                     state.apply_feedback(&fb, tz, None, s.at, cfg);
@@ -324,6 +356,9 @@ pub fn simulate(data: &Dataset, params: &SimParams, tuning: &Tuning, progress: b
         })
         .unwrap_or_default();
 
+    for w in worlds.iter().filter(|w| w.variant.is_none() && arms[w.arm].1 == Policy::Learned) {
+        eprintln!("LEARNED skips {:?} model {}", w.skips, w.response.is_some());
+    }
     Ok(SimReport {
         users: n_users,
         events: data.rows.len(),
@@ -344,4 +379,23 @@ pub fn simulate(data: &Dataset, params: &SimParams, tuning: &Tuning, progress: b
         runtime: started.elapsed(),
         command: String::new(),
     })
+}
+
+/// The learned arm's training: the service's push-response trainer on the pushes of the warm-up
+/// whose outcome is known by `now` (an unanswered push counts once its ignore window is over),
+/// the last settled day held out for the deployment rule. Never the simulator's parameters.
+fn train_response(world: &mut World, now: DateTime<Utc>, cfg: &FrequencyConfig) {
+    let window = TimeDelta::seconds((cfg.ignore_window_hours * 3600.0) as i64);
+    let known = push_response::settled(&world.examples, now, window);
+    // The last settled day is held out for the deployment rule.
+    let holdout_from = now - window - TimeDelta::days(1);
+    let settings = push_response::FitSettings { min_pushes: cfg.response_min_pushes, ..push_response::FitSettings::default() };
+    match push_response::fit(&known, holdout_from, settings) {
+        Ok(model) => {
+            world.response_note = Some(format!("trained on {} pushes of the warm-up ({} opened)", known.len(), known.iter().filter(|e| e.opened).count()));
+            eprintln!("TRAIN ok: {:?} p0 {:.3}", world.response_note, model.p0);
+            world.response = Some(model);
+        }
+        Err(why) => { eprintln!("TRAIN fail: {why}"); if world.response.is_none() { world.response_note = Some(format!("no model: {why}")) } }
+    }
 }

@@ -37,6 +37,23 @@ pub struct SimParams {
     pub model: ResponseModel,
     /// One-at-a-time changes of a model parameter, to show which ones drive the result.
     pub sensitivity: Vec<Variant>,
+    /// The learned arm.
+    pub learned: LearnedArm,
+}
+
+/// The learned arm: how it gathers the feedback it trains on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LearnedArm {
+    /// Exploration rate of the hand-set policy during the push warm-up (0..=1): a wider spread
+    /// of send hours and frequencies to learn from.
+    pub warmup_exploration_rate: f64,
+}
+
+impl Default for LearnedArm {
+    fn default() -> Self {
+        LearnedArm { warmup_exploration_rate: 0.5 }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,6 +68,9 @@ pub struct ReplayParams {
     pub window_end: String,
     /// Days at the start of the window during which the log only feeds history and statistics.
     pub warmup_days: f64,
+    /// Days after the warm-up in which every arm already pushes but nothing is counted: the
+    /// learned arm gathers the feedback its model is trained on.
+    pub push_warmup_days: f64,
     /// Independent repetitions of the random draws for the main table.
     pub replications: u32,
     /// Repetitions for each sensitivity variant.
@@ -65,6 +85,7 @@ impl Default for ReplayParams {
             window_start: "2017-11-25T00:00:00+08:00".into(),
             window_end: "2017-12-04T00:00:00+08:00".into(),
             warmup_days: 1.0,
+            push_warmup_days: 3.0,
             replications: 5,
             sensitivity_replications: 3,
         }
@@ -104,6 +125,7 @@ impl Default for SimParams {
             ],
             model: ResponseModel::default(),
             sensitivity: Vec::new(),
+            learned: LearnedArm::default(),
         }
     }
 }
@@ -311,6 +333,8 @@ impl SimParams {
         let (start, end) = self.window()?;
         ensure!(start < end, "replay.window_start must be before replay.window_end");
         ensure!(r.warmup_days.is_finite() && r.warmup_days >= 0.0, "replay.warmup_days must be >= 0");
+        ensure!(r.push_warmup_days.is_finite() && r.push_warmup_days >= 0.0, "replay.push_warmup_days must be >= 0");
+        ensure!((0.0..=1.0).contains(&self.learned.warmup_exploration_rate), "learned.warmup_exploration_rate must be in 0..=1");
         let (from, to) = self.measured(start, end);
         ensure!(from < to, "the measured period (window minus warm-up minus the relevance window) is empty");
         ensure!(r.replications >= 1, "replay.replications must be >= 1");
@@ -339,10 +363,15 @@ impl SimParams {
         Ok((p("window_start", &self.replay.window_start)?, p("window_end", &self.replay.window_end)?))
     }
 
-    /// The period in which pushes are sent and outcomes counted: after the warm-up, and early
-    /// enough that every push has its whole relevance window in the log.
+    /// The period in which outcomes are counted: after both warm-ups, and early enough that
+    /// every push has its whole relevance window in the log.
     pub(super) fn measured(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
         let secs = |h: f64| TimeDelta::seconds((h * 3600.0).round() as i64);
-        (start + secs(self.replay.warmup_days * 24.0), end - secs(self.model.relevance.window_hours))
+        (self.push_from(start) + secs(self.replay.push_warmup_days * 24.0), end - secs(self.model.relevance.window_hours))
+    }
+
+    /// When the arms start pushing: after the history warm-up.
+    pub(super) fn push_from(&self, start: DateTime<Utc>) -> DateTime<Utc> {
+        start + TimeDelta::seconds((self.replay.warmup_days * 86_400.0).round() as i64)
     }
 }

@@ -9,6 +9,9 @@ use super::*;
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Policy {
     Adaptive,
+    /// The learned policy: the adaptive one with exploration during the push warm-up, then
+    /// decisions by expected value with a push-response model trained on the warm-up's feedback.
+    Learned,
     Fixed { hours: Vec<u32>, every_days: u32 },
     Holdout,
 }
@@ -36,6 +39,8 @@ pub(super) struct SimUser {
     pub(super) rng: SmallRng,
     pub(super) sent: VecDeque<DateTime<Utc>>,
     pub(super) ignored: VecDeque<DateTime<Utc>>,
+    /// Counted among the users reached (a push in the measured period).
+    pub(super) reached: bool,
 }
 
 pub(super) struct World {
@@ -49,12 +54,20 @@ pub(super) struct World {
     pub(super) tally: Tally,
     pub(super) push_seq: u64,
     pub(super) skips: BTreeMap<&'static str, u64>,
+    /// The learned arm: every push with what the policy saw and what came back (by push id).
+    pub(super) examples: Vec<ResponseExample>,
+    pub(super) example_of: HashMap<String, usize>,
+    /// The learned arm's push-response model, once trained, or why there is none.
+    pub(super) response: Option<PushResponseModel>,
+    pub(super) response_note: Option<String>,
 }
 
 pub(super) enum Action {
     Decide,
     FixedSend,
     Feedback { push_id: String, item_id: String, kind: FeedbackKind },
+    /// The learned arm trains its push-response model on the feedback so far.
+    Train,
 }
 
 pub(super) struct Scheduled {
@@ -162,6 +175,8 @@ pub(super) struct Sim<'a> {
     pub(super) measured_from: DateTime<Utc>,
     pub(super) measured_to: DateTime<Utc>,
     pub(super) arms: &'a [(String, Policy)],
+    /// The learned arm's exploration rate during the push warm-up.
+    pub(super) warmup_exploration: f64,
 }
 
 pub(super) fn exp_delay(rng_u: f64, mean_minutes: f64) -> TimeDelta {
@@ -190,19 +205,26 @@ impl Sim<'_> {
     }
 
     /// Sends `pick` to `user` in world `w`: records it, draws the response, schedules feedback.
-    pub(super) fn push(&self, world: &mut World, w: usize, user: usize, pick: &Pick, now: DateTime<Utc>, queue: &mut Queue) {
+    pub(super) fn push(&self, world: &mut World, w: usize, user: usize, pick: &Pick, features: Option<ResponseFeatures>, now: DateTime<Utc>, queue: &mut Queue) {
         let cfg = self.cfg;
-        let adaptive = self.arms[world.arm].1 == Policy::Adaptive;
+        // Arms whose policy hears the feedback (the fixed arms do not).
+        let adaptive = matches!(self.arms[world.arm].1, Policy::Adaptive | Policy::Learned);
+        let counted = now >= self.measured_from;
         world.push_seq += 1;
         let push_id = format!("w{w}-u{user}-p{}", world.push_seq);
+        if let Some(features) = features {
+            world.example_of.insert(push_id.clone(), world.examples.len());
+            world.examples.push(ResponseExample { at: now, features, opened: false, converted: false, unsubscribed: false });
+        }
         let m = &world.model;
         let su = &mut world.users[user];
         let state = su.state.get_or_insert_with(|| PushState::new(0.0, now, cfg));
         state.record_sent(&push_id, &pick.item_id, now, self.tz, cfg);
-        if state.totals.sent == 1 {
+        if counted && !su.reached {
+            su.reached = true;
             world.tally.users_reached += 1;
         }
-        world.tally.pushes += 1;
+        world.tally.pushes += u64::from(counted);
         world.sent_last_minute.push_back(now);
 
         let recent_from = now - TimeDelta::seconds((m.open.recent_window_hours * 3600.0) as i64);
@@ -218,14 +240,16 @@ impl Sim<'_> {
         let r = self.truth.relevance(m, user, pick, now);
         let hour = now.with_timezone(&self.tz).hour() as usize;
         let hm = world.hour_match[user][hour];
-        world.tally.item_relevant += u64::from(r > 0.0 && r == m.relevance.item);
-        world.tally.category_relevant += u64::from(r > 0.0 && r != m.relevance.item);
-        world.tally.hour_match_sum += hm;
+        if counted {
+            world.tally.item_relevant += u64::from(r > 0.0 && r == m.relevance.item);
+            world.tally.category_relevant += u64::from(r > 0.0 && r != m.relevance.item);
+            world.tally.hour_match_sum += hm;
+        }
 
         // Always five draws per push, so a user's stream advances alike whatever happens.
         let u: [f64; 5] = std::array::from_fn(|_| su.rng.random::<f64>());
         if u[0] < m.open_probability(r, hm, recent) {
-            world.tally.opens += 1;
+            world.tally.opens += u64::from(counted);
             let opened_at = now + exp_delay(u[1], m.open.delay_minutes);
             let converts = u[2] < m.conversion_probability(r);
             if adaptive {
@@ -233,7 +257,7 @@ impl Sim<'_> {
                 queue.push(opened_at, w, user, Action::Feedback { push_id: push_id.clone(), item_id, kind: FeedbackKind::Opened });
             }
             if converts {
-                world.tally.push_conversions += 1;
+                world.tally.push_conversions += u64::from(counted);
                 if adaptive {
                     let at = opened_at + exp_delay(u[3], m.convert.delay_minutes);
                     let item_id = pick.item_id.clone();
@@ -243,7 +267,7 @@ impl Sim<'_> {
         } else {
             su.ignored.push_back(now);
             if u[4] < m.unsubscribe_hazard(su.ignored.len() as u32) {
-                world.tally.unsubscribes += 1;
+                world.tally.unsubscribes += u64::from(counted);
                 su.unsubscribed = true;
                 if adaptive {
                     let at = now + TimeDelta::seconds((m.unsubscribe.delay_minutes * 60.0) as i64);
@@ -279,8 +303,10 @@ impl Sim<'_> {
         }
         state.sweep_ignored(now, cfg, &|_| false);
         let eligible = !state.is_unsubscribed() && !is_in_holdout(user_id, cfg.holdout_share);
-        let slot_now = eligible && state.plan(&recipient, &replay.population, now, cfg).slot.is_some_and(|s| s.at <= now);
-        let best = if slot_now {
+        // The item is ranked only when a push could go out now (as `decide` reads its score
+        // only then, the decision is the same as with a ranking at every call).
+        let rank_now = eligible && state.allowed_at(&recipient, now, cfg);
+        let best = if rank_now {
             ranker
                 .best(replay, user, now, &blocked)
                 .filter(|b| !state.is_suppressed(&b.item_id, now) && !state.pushed_recently(&b.item_id, now, cfg))
@@ -292,21 +318,33 @@ impl Sim<'_> {
         }
         let budget = cfg.global_rate_per_minute.saturating_sub(world.sent_last_minute.len() as u32);
         let last = replay.histories[user].iter().rev().find(|e| e.ts <= now);
+        let learned = self.arms[world.arm].1 == Policy::Learned;
         let ctx = DecideContext {
             user: recipient,
             best_item_score: best.as_ref().map(|b| b.score),
             global_budget_left: budget,
             population: &replay.population,
-            model: None,
-            fallback: Some("no push-response model trained yet"),
+            model: world.response.as_ref(),
+            fallback: Some(world.response_note.as_deref().unwrap_or("no push-response model trained yet")),
             last_active: last.map(|e| e.ts),
             mobile: false,
             draw: crate::push::frequency::exploration_draw(user_id, now),
         };
-        let decision = state.decide(&ctx, now, cfg);
-        *world.skips.entry(decision.skip_reason().map_or("send", |r| r.as_str())).or_default() += 1;
+        // The learned arm explores more while it gathers its training data.
+        let warmup_cfg;
+        let decide_cfg = if learned && now < self.measured_from {
+            warmup_cfg = FrequencyConfig { exploration_rate: self.warmup_exploration, ..cfg.clone() };
+            &warmup_cfg
+        } else {
+            cfg
+        };
+        let decision = state.decide(&ctx, now, decide_cfg);
+        if now >= self.measured_from {
+            *world.skips.entry(decision.skip_reason().map_or("send", |r| r.as_str())).or_default() += 1;
+        }
         if let (Decision::Send { .. }, Some(pick)) = (&decision, best) {
-            self.push(world, w, user, &pick, now, queue);
+            let features = learned.then(|| decision.inputs().features.clone()).flatten();
+            self.push(world, w, user, &pick, features, now, queue);
         }
         let next = decision.next_check_at().unwrap_or(now + TimeDelta::days(1)).max(now + TimeDelta::seconds(1));
         queue.push(next, w, user, Action::Decide);
@@ -319,7 +357,7 @@ impl Sim<'_> {
         }
         let blocked = world.users[user].state.as_ref().map(|s| s.blocked_items(now, self.cfg)).unwrap_or_default();
         if let Some(pick) = ranker.best(replay, user, now, &blocked) {
-            self.push(world, w, user, &pick, now, queue);
+            self.push(world, w, user, &pick, None, now, queue);
         }
         if let Policy::Fixed { hours, every_days } = &self.arms[world.arm].1
             && let Some(next) = self.next_fixed(hours, *every_days, now)
