@@ -70,16 +70,21 @@ impl ApiError {
     }
 
     pub fn internal(cause: &(dyn std::error::Error + 'static)) -> Self {
-        let mut chain = cause.to_string();
-        let mut source = cause.source();
-        while let Some(s) = source {
-            chain.push_str(": ");
-            chain.push_str(&s.to_string());
-            source = s.source();
-        }
-        tracing::error!(error = %chain, "request failed");
+        tracing::error!(error = %error_chain(cause), "request failed");
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error")
     }
+}
+
+/// `cause: its source: …`, for the log (never for a response body).
+fn error_chain(cause: &(dyn std::error::Error + 'static)) -> String {
+    let mut chain = cause.to_string();
+    let mut source = cause.source();
+    while let Some(s) = source {
+        chain.push_str(": ");
+        chain.push_str(&s.to_string());
+        source = s.source();
+    }
+    chain
 }
 
 impl IntoResponse for ApiError {
@@ -105,15 +110,26 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        match &e {
-            StoreError::Database(sqlx::Error::PoolTimedOut) => {
-                tracing::warn!("database pool exhausted");
-                ApiError::unavailable("store-busy", "The store is busy", 1)
-            }
-            StoreError::Database(_) | StoreError::Migrate(_) | StoreError::Corrupt(_) => ApiError::internal(&e),
+        ApiError::from_store(&e)
+    }
+}
+
+impl ApiError {
+    /// A store fault: 503 with Retry-After when the store is unreachable, busy or closed
+    /// (wherever it surfaced: a handler, the ingest writers, readiness), else an opaque 500.
+    /// Never a 4xx.
+    pub fn from_store(e: &StoreError) -> Self {
+        if e.is_unavailable() {
+            tracing::warn!(error = %error_chain(e), "the store is unavailable");
+            ApiError::unavailable("store-unavailable", "The store is unavailable; retry shortly", STORE_RETRY_SECS)
+        } else {
+            ApiError::internal(e)
         }
     }
 }
+
+/// Seconds a client is asked to wait when the store is unavailable.
+pub const STORE_RETRY_SECS: u64 = 2;
 
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
@@ -140,7 +156,7 @@ impl From<IngestError> for ApiError {
             }
             IngestError::Overloaded => ApiError::unavailable("overloaded", "The ingest queue is full; retry shortly", 1),
             IngestError::ShuttingDown => ApiError::unavailable("shutting-down", "The service is shutting down", 5),
-            IngestError::Store(cause) => ApiError::internal(cause.as_ref()),
+            IngestError::Store(cause) => ApiError::from_store(&cause),
         }
     }
 }

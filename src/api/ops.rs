@@ -8,6 +8,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::error::STORE_RETRY_SECS;
 use super::{ApiError, ApiResult, AppState};
 use crate::config::ReloadOutcome;
 
@@ -40,7 +41,9 @@ pub struct Readiness {
     pub store: &'static str,
 }
 
-/// Readiness: the store answers and the service is not draining.
+/// Readiness: not draining, the store answers, and this replica can rank (its first load
+/// of the catalogue and statistics from the store, with the check for a learned model, has
+/// completed).
 #[utoipa::path(get, path = "/readyz", tag = "ops",
     responses((status = 200, body = Readiness), (status = 503, body = super::Problem)))]
 pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Readiness>> {
@@ -48,8 +51,15 @@ pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Readiness>>
         return Err(ApiError::unavailable("draining", "The service is shutting down", 5));
     }
     if let Err(e) = state.store.ping().await {
-        tracing::warn!(error = ?e, "readiness check: store unreachable");
-        return Err(ApiError::unavailable("store-unreachable", "The store does not answer", 2));
+        tracing::warn!(error = ?e, "readiness check: the store does not answer");
+        return Err(ApiError::unavailable("store-unavailable", "The store is unavailable; retry shortly", STORE_RETRY_SECS)
+            .detail("the store does not answer"));
+    }
+    if !state.engine.has_loaded() {
+        return Err(ApiError::unavailable("not-ready", "Not ready yet", 1).detail(
+            "statistics and catalogue not loaded yet: the first refresh from the store, with the check for a learned \
+             model, has not completed",
+        ));
     }
     Ok(Json(Readiness { status: "ready", store: state.store.backend() }))
 }

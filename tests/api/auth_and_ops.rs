@@ -6,7 +6,9 @@ use kairos::config::ConfigSource;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_KEY, Backend, GATEWAY_KEY, INGEST_KEY, READ_KEY, TestApp, config_dir, expect_problem, test_settings};
+use crate::helpers::{
+    ADMIN_KEY, Backend, GATEWAY_KEY, INGEST_KEY, OpenedStore, READ_KEY, TestApp, config_dir, expect_problem, test_settings,
+};
 use crate::on_both_stores;
 
 async fn requests_without_a_valid_key_or_scope_are_refused_and_store_nothing(backend: Backend) {
@@ -54,6 +56,23 @@ async fn readiness_turns_503_while_draining(backend: Backend) {
     app.state.set_draining();
     let r = app.client.get(app.url("/readyz")).send().await.unwrap();
     expect_problem(r, StatusCode::SERVICE_UNAVAILABLE).await;
+    app.stop().await;
+}
+
+async fn readiness_waits_for_the_first_load_of_statistics_catalogue_and_model(backend: Backend) {
+    let opened = OpenedStore::open(backend, |_| {}).await;
+    let pool = opened.pool.clone();
+    // The first refresh cannot complete while the models table is out of reach.
+    pool.execute("alter table models rename to models_hidden").await;
+    let app = opened.start().await;
+    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert!(r.headers().contains_key("retry-after"));
+    let body = expect_problem(r, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!(body["type"], "urn:kairos:problem:not-ready", "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("statistics and catalogue not loaded yet"), "{body}");
+
+    pool.execute("alter table models_hidden rename to models").await;
+    app.wait_ready().await;
     app.stop().await;
 }
 
@@ -142,6 +161,7 @@ on_both_stores!(
     requests_without_a_valid_key_or_scope_are_refused_and_store_nothing,
     health_readiness_metrics_and_openapi_are_served,
     readiness_turns_503_while_draining,
+    readiness_waits_for_the_first_load_of_statistics_catalogue_and_model,
     the_effective_config_masks_secrets,
     a_config_file_change_reloads_tuning_and_an_invalid_one_is_refused,
 );

@@ -7,5 +7,6 @@ mod catalog_and_users;
 mod crash;
 mod ingest;
 mod models;
+mod outage;
 mod pushes;
 mod recommendations;
