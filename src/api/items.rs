@@ -1,8 +1,8 @@
-//! Catalog: `PUT /v1/items/{id}`, batch `POST /v1/items`, `GET /v1/items/{id}`.
+//! Catalog: `PUT /v1/items/{item_id}`, batch `POST /v1/items`, `GET /v1/items/{item_id}`.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use super::extract::Path;
 use super::{ApiError, ApiResult, AppState, json_body};
 use crate::domain::{FieldError, Item, check_id};
 use crate::parse::{Fields, MAX_TEXT_BYTES};
@@ -19,11 +20,11 @@ pub const MAX_ITEMS_PER_BATCH: usize = 1000;
 const ITEM_FIELDS: [&str; 8] = ["item_id", "category", "brand", "price", "tags", "available", "title", "created_at"];
 
 pub fn write_router() -> Router<AppState> {
-    Router::new().route("/v1/items/{id}", axum::routing::put(put_item)).route("/v1/items", post(post_items))
+    Router::new().route("/v1/items/{item_id}", axum::routing::put(put_item)).route("/v1/items", post(post_items))
 }
 
 pub fn read_router() -> Router<AppState> {
-    Router::new().route("/v1/items/{id}", get(get_item))
+    Router::new().route("/v1/items/{item_id}", get(get_item))
 }
 
 /// Parses one item; `id_from_path` overrides (and must match) any `item_id` in the body.
@@ -73,8 +74,8 @@ fn path_id(id: &str) -> ApiResult<()> {
 }
 
 /// Create or replace one item.
-#[utoipa::path(put, path = "/v1/items/{id}", tag = "catalog",
-    params(("id" = String, Path, description = "item id")),
+#[utoipa::path(put, path = "/v1/items/{item_id}", tag = "catalog",
+    params(("item_id" = String, Path, description = "item id")),
     request_body(content = serde_json::Value, description = "category (path), brand, price, tags, available, title, created_at"),
     responses((status = 200, body = Item), (status = 422, body = super::Problem)),
     security(("api_key" = [])))]
@@ -136,8 +137,8 @@ pub async fn post_items(
 }
 
 /// One item.
-#[utoipa::path(get, path = "/v1/items/{id}", tag = "catalog",
-    params(("id" = String, Path, description = "item id")),
+#[utoipa::path(get, path = "/v1/items/{item_id}", tag = "catalog",
+    params(("item_id" = String, Path, description = "item id")),
     responses((status = 200, body = Item), (status = 404, body = super::Problem)),
     security(("api_key" = [])))]
 pub async fn get_item(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Item>> {

@@ -2,6 +2,7 @@
 
 mod error;
 mod events;
+mod extract;
 mod items;
 mod models;
 mod ops;
@@ -22,7 +23,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use error::{ApiError, ApiResult, Problem};
@@ -91,7 +91,8 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(state.settings.server.body_limit_bytes));
     let timeout = Duration::from_secs(state.settings.server.request_timeout_secs);
     api.layer(middleware::from_fn(track_metrics))
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
+        .layer(middleware::from_fn_with_state(timeout, error::time_limit))
+        .layer(middleware::from_fn(error::problem_responses))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request| {
                 let route = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or("unmatched");

@@ -1,17 +1,16 @@
 //! Admin routes of the learned models: list versions with their metrics, train now, deploy
 //! (roll back or forward to) a version, pin one.
 
-use std::collections::HashMap;
-
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::extract::{Params, Path};
 use super::{ApiError, ApiResult, AppState, json_body};
 use crate::domain::FieldError;
 use crate::engine::trainer::{RunOutcome, TrainingRun};
@@ -66,11 +65,9 @@ pub async fn list_models(State(state): State<AppState>) -> ApiResult<Json<ModelL
     responses((status = 200, body = TrainingRun), (status = 202, body = TrainingRun), (status = 409, body = super::Problem),
         (status = 422, body = super::Problem)),
     security(("api_key" = [])))]
-pub async fn train(State(state): State<AppState>, Query(q): Query<HashMap<String, String>>) -> ApiResult<(StatusCode, Json<TrainingRun>)> {
+pub async fn train(State(state): State<AppState>, q: Params) -> ApiResult<(StatusCode, Json<TrainingRun>)> {
     let mut errors = Vec::new();
-    for k in q.keys().filter(|k| k.as_str() != "wait") {
-        errors.push(FieldError::new(k.clone(), "unknown query parameter"));
-    }
+    q.refuse_unknown(&["wait"], &mut errors);
     let wait = match q.get("wait").map(String::as_str) {
         None | Some("false") => false,
         Some("true") => true,

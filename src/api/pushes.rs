@@ -1,18 +1,19 @@
 //! The gateway protocol: `GET /v1/pushes/due` (claim with a lease), `POST /v1/feedback`
-//! (idempotent), and `GET /v1/users/{id}/push-plan` (what the policy will do, and why).
+//! (idempotent), and `GET /v1/users/{user_id}/push-plan` (what the policy will do, and why).
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, TimeDelta, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::users::user_path_id;
+use super::extract::{Params, Path};
 use super::{ApiError, ApiResult, AppState, json_body};
 use crate::domain::FieldError;
 use crate::push::frequency::{
@@ -26,12 +27,7 @@ pub fn gateway_router() -> Router<AppState> {
 }
 
 pub fn read_router() -> Router<AppState> {
-    Router::new().route("/v1/users/{id}/push-plan", get(get_push_plan))
-}
-
-#[derive(Deserialize)]
-pub struct DueQuery {
-    limit: Option<String>,
+    Router::new().route("/v1/users/{user_id}/push-plan", get(get_push_plan))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -47,15 +43,23 @@ pub struct DuePushes {
     params(("limit" = Option<u32>, Query, description = "most pushes to claim, 1..=server.max_page (default 100)")),
     responses((status = 200, body = DuePushes), (status = 422, body = super::Problem)),
     security(("api_key" = [])))]
-pub async fn get_due(State(state): State<AppState>, Query(q): Query<DueQuery>) -> ApiResult<Json<DuePushes>> {
+pub async fn get_due(State(state): State<AppState>, q: Params) -> ApiResult<Json<DuePushes>> {
     let max = state.settings.server.max_page;
-    let limit = match q.limit.as_deref() {
+    let mut errors = Vec::new();
+    q.refuse_unknown(&["limit"], &mut errors);
+    let limit = match q.get("limit").map(String::as_str) {
         None => 100.min(max),
         Some(s) => match s.parse::<u32>() {
             Ok(n) if (1..=max).contains(&n) => n,
-            _ => return Err(ApiError::field("limit", format!("must be an integer in 1..={max}"))),
+            _ => {
+                errors.push(FieldError::new("limit", format!("must be an integer in 1..={max}")));
+                0
+            }
         },
     };
+    if !errors.is_empty() {
+        return Err(ApiError::invalid(errors));
+    }
     let now = state.clock.now();
     let expired = state.store.expire_pushes(now).await?;
     if !expired.is_empty() {
@@ -235,8 +239,8 @@ pub struct PushPlan {
 }
 
 /// What the push policy will do for this user, and the reasons for its last decisions.
-#[utoipa::path(get, path = "/v1/users/{id}/push-plan", tag = "gateway",
-    params(("id" = String, Path, description = "user id")),
+#[utoipa::path(get, path = "/v1/users/{user_id}/push-plan", tag = "gateway",
+    params(("user_id" = String, Path, description = "user id")),
     responses((status = 200, body = PushPlan), (status = 404, body = super::Problem)),
     security(("api_key" = [])))]
 pub async fn get_push_plan(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<PushPlan>> {

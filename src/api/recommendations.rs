@@ -1,13 +1,12 @@
-//! `GET /v1/users/{id}/recommendations` and `GET /v1/users/{id}/interests`.
+//! `GET /v1/users/{user_id}/recommendations` and `GET /v1/users/{user_id}/interests`.
 
-use std::collections::HashMap;
-
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 
 use super::users::user_path_id;
+use super::extract::{Params, Path};
 use super::{ApiError, ApiResult, AppState};
 use crate::domain::{Device, FieldError, check_id};
 use crate::engine::{InterestsResponse, RecommendationRequest, RecommendationResponse};
@@ -19,17 +18,11 @@ pub const MAX_EXCLUDE: usize = 200;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/v1/users/{id}/recommendations", get(get_recommendations))
-        .route("/v1/users/{id}/interests", get(get_interests))
+        .route("/v1/users/{user_id}/recommendations", get(get_recommendations))
+        .route("/v1/users/{user_id}/interests", get(get_interests))
 }
 
-fn refuse_unknown(q: &HashMap<String, String>, allowed: &[&str], errors: &mut Vec<FieldError>) {
-    for k in q.keys().filter(|k| !allowed.contains(&k.as_str())) {
-        errors.push(FieldError::new(k.clone(), "unknown query parameter"));
-    }
-}
-
-fn parse_at(q: &HashMap<String, String>, errors: &mut Vec<FieldError>) -> Option<DateTime<Utc>> {
+fn parse_at(q: &Params, errors: &mut Vec<FieldError>) -> Option<DateTime<Utc>> {
     let s = q.get("at")?;
     match DateTime::parse_from_rfc3339(s) {
         Ok(t) => Some(t.with_timezone(&Utc)),
@@ -41,9 +34,9 @@ fn parse_at(q: &HashMap<String, String>, errors: &mut Vec<FieldError>) -> Option
 }
 
 /// Parses the query of a recommendation request; every bad parameter is named.
-pub fn parse_request(q: &HashMap<String, String>, now: DateTime<Utc>) -> Result<RecommendationRequest, Vec<FieldError>> {
+pub fn parse_request(q: &Params, now: DateTime<Utc>) -> Result<RecommendationRequest, Vec<FieldError>> {
     let mut errors = Vec::new();
-    refuse_unknown(q, &["n", "device", "at", "country", "exclude"], &mut errors);
+    q.refuse_unknown(&["n", "device", "at", "country", "exclude"], &mut errors);
     let n = match q.get("n") {
         None => 10,
         Some(s) => match s.parse::<usize>() {
@@ -84,9 +77,9 @@ pub fn parse_request(q: &HashMap<String, String>, now: DateTime<Utc>) -> Result<
 /// Ranked items for the user in the request's context, each with its reasons. A user with no
 /// events gets context-aware trending, and `cold_start` says so (an unknown user is not an
 /// error).
-#[utoipa::path(get, path = "/v1/users/{id}/recommendations", tag = "recommendations",
+#[utoipa::path(get, path = "/v1/users/{user_id}/recommendations", tag = "recommendations",
     params(
-        ("id" = String, Path, description = "user id"),
+        ("user_id" = String, Path, description = "user id"),
         ("n" = Option<u32>, Query, description = "how many items, 1..=200 (default 10)"),
         ("device" = Option<String>, Query, description = "mobile, desktop or tablet"),
         ("at" = Option<String>, Query, description = "RFC 3339 time of the request (default now)"),
@@ -98,7 +91,7 @@ pub fn parse_request(q: &HashMap<String, String>, now: DateTime<Utc>) -> Result<
 pub async fn get_recommendations(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    q: Params,
 ) -> ApiResult<Json<RecommendationResponse>> {
     user_path_id(&id)?;
     let req = parse_request(&q, state.clock.now()).map_err(ApiError::invalid)?;
@@ -109,19 +102,19 @@ pub async fn get_recommendations(
 }
 
 /// The user's top interest features (items, categories, brands) with their weights at `at`.
-#[utoipa::path(get, path = "/v1/users/{id}/interests", tag = "recommendations",
-    params(("id" = String, Path, description = "user id"),
+#[utoipa::path(get, path = "/v1/users/{user_id}/interests", tag = "recommendations",
+    params(("user_id" = String, Path, description = "user id"),
         ("at" = Option<String>, Query, description = "RFC 3339 (default now)")),
     responses((status = 200, body = InterestsResponse), (status = 422, body = super::Problem)),
     security(("api_key" = [])))]
 pub async fn get_interests(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    q: Params,
 ) -> ApiResult<Json<InterestsResponse>> {
     user_path_id(&id)?;
     let mut errors = Vec::new();
-    refuse_unknown(&q, &["at"], &mut errors);
+    q.refuse_unknown(&["at"], &mut errors);
     let at = parse_at(&q, &mut errors).unwrap_or_else(|| state.clock.now());
     if !errors.is_empty() {
         return Err(ApiError::invalid(errors));

@@ -1,8 +1,8 @@
-//! Users: `PUT /v1/users/{id}` (settings), `GET /v1/users/{id}`, `DELETE /v1/users/{id}`.
+//! Users: `PUT /v1/users/{user_id}` (settings), `GET /v1/users/{user_id}`, `DELETE /v1/users/{user_id}`.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::{delete, get, put};
 use axum::{Json, Router};
@@ -11,21 +11,22 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use super::extract::Path;
 use super::{ApiError, ApiResult, AppState, json_body};
 use crate::domain::{QuietHours, User, check_id};
 use crate::parse::Fields;
 use crate::store::Erased;
 
 pub fn write_router() -> Router<AppState> {
-    Router::new().route("/v1/users/{id}", put(put_user))
+    Router::new().route("/v1/users/{user_id}", put(put_user))
 }
 
 pub fn read_router() -> Router<AppState> {
-    Router::new().route("/v1/users/{id}", get(get_user))
+    Router::new().route("/v1/users/{user_id}", get(get_user))
 }
 
 pub fn admin_router() -> Router<AppState> {
-    Router::new().route("/v1/users/{id}", delete(delete_user))
+    Router::new().route("/v1/users/{user_id}", delete(delete_user))
 }
 
 /// A user as the API shows it.
@@ -98,8 +99,8 @@ fn parse_user(id: &str, body: &Value, now: chrono::DateTime<Utc>) -> ApiResult<U
 }
 
 /// Create or replace a user's settings.
-#[utoipa::path(put, path = "/v1/users/{id}", tag = "users",
-    params(("id" = String, Path, description = "user id")),
+#[utoipa::path(put, path = "/v1/users/{user_id}", tag = "users",
+    params(("user_id" = String, Path, description = "user id")),
     request_body(content = serde_json::Value, description = "timezone (IANA), push_consent, quiet_hours {start, end}, locale"),
     responses((status = 200, body = UserView), (status = 422, body = super::Problem)),
     security(("api_key" = [])))]
@@ -119,8 +120,8 @@ pub async fn put_user(
 }
 
 /// A user's settings.
-#[utoipa::path(get, path = "/v1/users/{id}", tag = "users",
-    params(("id" = String, Path, description = "user id")),
+#[utoipa::path(get, path = "/v1/users/{user_id}", tag = "users",
+    params(("user_id" = String, Path, description = "user id")),
     responses((status = 200, body = UserView), (status = 404, body = super::Problem)),
     security(("api_key" = [])))]
 pub async fn get_user(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<UserView>> {
@@ -129,8 +130,8 @@ pub async fn get_user(State(state): State<AppState>, Path(id): Path<String>) -> 
 }
 
 /// Erase every row about the user (settings, events, push state, pushes) in one transaction.
-#[utoipa::path(delete, path = "/v1/users/{id}", tag = "users",
-    params(("id" = String, Path, description = "user id")),
+#[utoipa::path(delete, path = "/v1/users/{user_id}", tag = "users",
+    params(("user_id" = String, Path, description = "user id")),
     responses((status = 200, body = Erased), (status = 404, body = super::Problem)),
     security(("api_key" = [])))]
 pub async fn delete_user(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Erased>> {

@@ -40,14 +40,14 @@ async fn health_readiness_metrics_and_openapi_are_served(backend: Backend) {
     app.get("/v1/items/some-item", READ_KEY).await;
     let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("kairos_http_requests_total"), "{metrics}");
-    assert!(metrics.contains("route=\"/v1/items/{id}\""), "routes are labelled by template");
+    assert!(metrics.contains("route=\"/v1/items/{item_id}\""), "routes are labelled by template");
     assert!(!metrics.contains("some-item"), "raw paths never become labels");
     assert!(metrics.contains("kairos_events_total"));
     assert!(metrics.contains("kairos_ingest_commit_seconds"));
 
     let doc: Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
     assert!(doc["paths"]["/v1/events"]["post"].is_object());
-    assert!(doc["paths"]["/v1/users/{id}"]["delete"].is_object());
+    assert!(doc["paths"]["/v1/users/{user_id}"]["delete"].is_object());
     app.stop().await;
 }
 

@@ -10,3 +10,4 @@ mod models;
 mod outage;
 mod pushes;
 mod recommendations;
+mod refusals;
