@@ -165,3 +165,27 @@ on_both_stores!(
     the_effective_config_masks_secrets,
     a_config_file_change_reloads_tuning_and_an_invalid_one_is_refused,
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_refuses_to_start_with_the_development_key_on_a_non_loopback_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = ConfigSource { dir: config_dir(), env_name: None, use_env: false };
+    let mut settings = test_settings();
+    settings.database.sqlite_path = dir.path().join("k.db");
+    settings.auth.keys.clear();
+    settings.auth.allow_dev_key = true;
+    settings.server.host = "0.0.0.0".into();
+    let Err(e) = kairos::startup::App::build(settings.clone(), source.clone()).await else {
+        panic!("started with the development key on 0.0.0.0")
+    };
+    let message = format!("{e:#}");
+    assert!(message.contains("auth.keys") && message.contains("auth.allow_dev_key") && message.contains("0.0.0.0"), "{message}");
+    assert!(!dir.path().join("k.db").exists(), "refused before the store was opened");
+
+    settings.server.host = "127.0.0.1".into();
+    let app = kairos::startup::App::build(settings.clone(), source.clone()).await.expect("the development key on loopback");
+    drop(app);
+    settings.server.host = "0.0.0.0".into();
+    settings.auth.allow_dev_key = false;
+    kairos::startup::App::build(settings, source).await.expect("no development key: any address");
+}
