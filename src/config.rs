@@ -72,6 +72,13 @@ pub struct ServerSettings {
     pub shutdown_grace_secs: u64,
     /// Largest `limit` for `GET /v1/pushes/due`, and similar list sizes.
     pub max_page: u32,
+    /// Seconds from the first byte of a request to the end of its headers; beyond, the
+    /// connection is closed.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a connection with no request in flight may stay silent before it is closed.
+    pub idle_timeout_secs: u64,
+    /// Connections served at once; the next ones wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -302,6 +309,15 @@ impl Settings {
         }
         if s.max_page == 0 {
             return Err(invalid("server.max_page", "must be > 0"));
+        }
+        if s.header_read_timeout_secs == 0 {
+            return Err(invalid("server.header_read_timeout_secs", "must be > 0"));
+        }
+        if s.idle_timeout_secs == 0 {
+            return Err(invalid("server.idle_timeout_secs", "must be > 0"));
+        }
+        if s.max_connections == 0 {
+            return Err(invalid("server.max_connections", "must be > 0"));
         }
         let d = &self.database;
         if d.max_connections == 0 {

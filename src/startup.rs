@@ -110,7 +110,8 @@ impl App {
             tracing::info!("shutdown requested: draining");
             drain_state.set_draining();
         };
-        axum::serve(listener, router).with_graceful_shutdown(stop).await.context("serving HTTP")?;
+        let limits = crate::server::Limits::from_settings(&state.settings.server);
+        crate::server::serve(listener, router, limits, stop).await;
         tracing::info!("HTTP server stopped; flushing the ingest queue and stopping background tasks");
         background.cancel();
         tracker.close();

@@ -4,6 +4,7 @@ mod helpers;
 
 mod auth_and_ops;
 mod catalog_and_users;
+mod connections;
 mod crash;
 mod ingest;
 mod models;
