@@ -5,6 +5,7 @@ mod events;
 mod extract;
 mod items;
 mod models;
+pub mod openapi;
 mod ops;
 mod pushes;
 mod recommendations;
@@ -161,38 +162,4 @@ pub fn json_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Ap
         }
     })?;
     serde_json::from_slice(&bytes).map_err(|e| ApiError::malformed(e.to_string()))
-}
-
-/// The OpenAPI document served at `/openapi.json`.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    use utoipa::OpenApi;
-    #[derive(OpenApi)]
-    #[openapi(
-        info(title = "kairos", description = "What to push to each shopper, and when."),
-        paths(
-            events::post_events,
-            items::put_item, items::post_items, items::get_item,
-            users::put_user, users::get_user, users::delete_user,
-            recommendations::get_recommendations, recommendations::get_interests,
-            pushes::get_due, pushes::post_feedback, pushes::get_push_plan,
-            ops::healthz, ops::readyz, ops::metrics, ops::get_config, ops::reload_config,
-            models::list_models, models::train, models::deploy, models::pin,
-        ),
-        components(schemas(Problem, crate::domain::FieldError)),
-        modifiers(&BearerAuth)
-    )]
-    struct Doc;
-
-    struct BearerAuth;
-    impl utoipa::Modify for BearerAuth {
-        fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-            use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-            let components = openapi.components.get_or_insert_with(Default::default);
-            components.add_security_scheme(
-                "api_key",
-                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-            );
-        }
-    }
-    Doc::openapi()
 }

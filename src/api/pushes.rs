@@ -9,8 +9,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
-use utoipa::ToSchema;
-use uuid::Uuid;
+use utoipa::{IntoParams, ToSchema};
 
 use super::users::user_path_id;
 use super::extract::{Params, Path};
@@ -37,11 +36,22 @@ pub struct DuePushes {
     pub lease_until: DateTime<Utc>,
 }
 
+/// The query of `GET /v1/pushes/due` (for the OpenAPI document; the maximum is set from
+/// `server.max_page` when the document is served).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct DueQuery {
+    /// Most pushes to claim, 1..=`server.max_page` (default 100).
+    #[param(minimum = 1)]
+    limit: Option<u32>,
+}
+
 /// Claims due pushes with a lease. A push not acknowledged (delivered/failed) before its lease
 /// ends is offered again; a push past its expiry is dropped and recorded as expired.
 #[utoipa::path(get, path = "/v1/pushes/due", tag = "gateway",
-    params(("limit" = Option<u32>, Query, description = "most pushes to claim, 1..=server.max_page (default 100)")),
-    responses((status = 200, body = DuePushes), (status = 422, body = super::Problem)),
+    params(DueQuery),
+    responses((status = 200, body = DuePushes)),
     security(("api_key" = [])))]
 pub async fn get_due(State(state): State<AppState>, q: Params) -> ApiResult<Json<DuePushes>> {
     let max = state.settings.server.max_page;
@@ -71,6 +81,19 @@ pub async fn get_due(State(state): State<AppState>, q: Params) -> ApiResult<Json
     Ok(Json(DuePushes { pushes, lease_until }))
 }
 
+/// What `POST /v1/feedback` accepts (a mirror of `post_feedback`'s reading, for the OpenAPI
+/// document). `ts` (default: now) must not be later than `ingest.max_future_secs` ahead, nor
+/// earlier than the push was planned.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct FeedbackIn {
+    push_id: uuid::Uuid,
+    /// delivered, opened, clicked, dismissed, converted, failed or unsubscribed.
+    kind: String,
+    ts: Option<DateTime<Utc>>,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct FeedbackReply {
     /// False when the same (push, kind) was reported before: nothing changed.
@@ -93,9 +116,9 @@ const FEEDBACK_RETRIES: usize = 5;
 /// `ingest.max_future_secs` ahead (422), feedback on a push that expired or was withdrawn
 /// (409: it was never delivered as far as kairos knows).
 #[utoipa::path(post, path = "/v1/feedback", tag = "gateway",
-    request_body(content = serde_json::Value, description = "{push_id, kind: delivered|opened|clicked|dismissed|converted|failed|unsubscribed, ts?}"),
-    responses((status = 200, body = FeedbackReply), (status = 404, body = super::Problem),
-        (status = 409, body = super::Problem), (status = 422, body = super::Problem)),
+    request_body(content = FeedbackIn),
+    responses((status = 200, body = FeedbackReply), (status = 404, description = "unknown push", body = super::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the push expired or was withdrawn", body = super::Problem, content_type = "application/problem+json")),
     security(("api_key" = [])))]
 pub async fn post_feedback(
     State(state): State<AppState>,
@@ -107,12 +130,7 @@ pub async fn post_feedback(
     let mut errors: Vec<FieldError> = Vec::new();
     let mut f = Fields::object(&body, "", None, &mut errors).ok_or_else(|| ApiError::field("body", "must be a JSON object"))?;
     f.deny_unknown(&["push_id", "kind", "ts"]);
-    let push_id = f.opt_str("push_id", 64).and_then(|s| {
-        Uuid::parse_str(&s).ok().or_else(|| {
-            f.error("push_id", "must be a UUID");
-            None
-        })
-    });
+    let push_id = f.opt_uuid("push_id");
     if !f.has("push_id") {
         f.error("push_id", "is required");
     }
@@ -241,7 +259,7 @@ pub struct PushPlan {
 /// What the push policy will do for this user, and the reasons for its last decisions.
 #[utoipa::path(get, path = "/v1/users/{user_id}/push-plan", tag = "gateway",
     params(("user_id" = String, Path, description = "user id")),
-    responses((status = 200, body = PushPlan), (status = 404, body = super::Problem)),
+    responses((status = 200, body = PushPlan), (status = 404, response = super::openapi::NotFound)),
     security(("api_key" = [])))]
 pub async fn get_push_plan(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<PushPlan>> {
     user_path_id(&id)?;

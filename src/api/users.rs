@@ -98,11 +98,37 @@ fn parse_user(id: &str, body: &Value, now: chrono::DateTime<Utc>) -> ApiResult<U
     })
 }
 
+/// A user's settings as `PUT /v1/users/{user_id}` accepts them (a mirror of `parse_user`,
+/// for the OpenAPI document).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct UserIn {
+    /// An IANA time zone name, e.g. `Europe/Berlin`.
+    timezone: String,
+    push_consent: bool,
+    quiet_hours: Option<QuietHoursIn>,
+    #[schema(max_length = 35, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
+    locale: Option<String>,
+}
+
+/// No push from `start` (inclusive) to `end` (exclusive), local hours; `start > end` wraps
+/// over midnight.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct QuietHoursIn {
+    #[schema(minimum = 0, maximum = 23)]
+    start: u8,
+    #[schema(minimum = 0, maximum = 23)]
+    end: u8,
+}
+
 /// Create or replace a user's settings.
 #[utoipa::path(put, path = "/v1/users/{user_id}", tag = "users",
     params(("user_id" = String, Path, description = "user id")),
-    request_body(content = serde_json::Value, description = "timezone (IANA), push_consent, quiet_hours {start, end}, locale"),
-    responses((status = 200, body = UserView), (status = 422, body = super::Problem)),
+    request_body(content = UserIn),
+    responses((status = 200, body = UserView)),
     security(("api_key" = [])))]
 pub async fn put_user(
     State(state): State<AppState>,
@@ -122,7 +148,7 @@ pub async fn put_user(
 /// A user's settings.
 #[utoipa::path(get, path = "/v1/users/{user_id}", tag = "users",
     params(("user_id" = String, Path, description = "user id")),
-    responses((status = 200, body = UserView), (status = 404, body = super::Problem)),
+    responses((status = 200, body = UserView), (status = 404, response = super::openapi::NotFound)),
     security(("api_key" = [])))]
 pub async fn get_user(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<UserView>> {
     user_path_id(&id)?;
@@ -132,7 +158,7 @@ pub async fn get_user(State(state): State<AppState>, Path(id): Path<String>) -> 
 /// Erase every row about the user (settings, events, push state, pushes) in one transaction.
 #[utoipa::path(delete, path = "/v1/users/{user_id}", tag = "users",
     params(("user_id" = String, Path, description = "user id")),
-    responses((status = 200, body = Erased), (status = 404, body = super::Problem)),
+    responses((status = 200, body = Erased), (status = 404, description = "nothing is stored about the user", body = super::Problem, content_type = "application/problem+json")),
     security(("api_key" = [])))]
 pub async fn delete_user(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Erased>> {
     user_path_id(&id)?;

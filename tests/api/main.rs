@@ -12,3 +12,4 @@ mod outage;
 mod pushes;
 mod recommendations;
 mod refusals;
+mod schemathesis;
