@@ -50,11 +50,14 @@ async fn schemathesis_finds_no_failure(backend: Backend) {
     let url = app.url("/openapi.json");
     let run = tokio::task::spawn_blocking(move || {
         Command::new(bin)
+            .args(["--config-file", &scripts.join("schemathesis.toml").display().to_string()])
             .args(["run", &url, "--checks", "all", "--seed", SEED, "--max-examples", MAX_EXAMPLES, "--workers", "1"])
+            // No example database (a run depends on its seed only); generation may be slow on a
+            // shared machine without that failing the run.
             .args(["--generation-database", "none", "--no-color", "--suppress-health-check", "too_slow"])
             .args(["-H", &format!("Authorization: Bearer {FUZZ_KEY}")])
             .env("SCHEMATHESIS_HOOKS", "schemathesis_hooks")
-            .env("PYTHONPATH", scripts)
+            .env("PYTHONPATH", &scripts)
             .output()
             .expect("schemathesis runs")
     })
