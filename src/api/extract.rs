@@ -3,6 +3,7 @@
 //! parameter given twice is refused, never silently overwritten).
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use axum::extract::path::ErrorKind;
 use axum::extract::rejection::PathRejection;
@@ -61,12 +62,14 @@ impl Params {
         let mut map = HashMap::with_capacity(pairs.len());
         let mut errors: Vec<FieldError> = Vec::new();
         for (k, v) in pairs {
-            if map.contains_key(&k) {
-                if !errors.iter().any(|e| e.field == k) {
-                    errors.push(FieldError::new(k, "is given more than once"));
+            match map.entry(k) {
+                Entry::Vacant(slot) => {
+                    slot.insert(v);
                 }
-            } else {
-                map.insert(k, v);
+                Entry::Occupied(seen) if !errors.iter().any(|e| &e.field == seen.key()) => {
+                    errors.push(FieldError::new(seen.key().clone(), "is given more than once"));
+                }
+                Entry::Occupied(_) => {}
             }
         }
         if errors.is_empty() { Ok(Params(map)) } else { Err(ApiError::invalid(errors)) }
