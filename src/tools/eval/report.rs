@@ -1,3 +1,4 @@
+// Over 400 lines: the report is one Markdown document (its tables, notes and the plot) written in one pass.
 //! The report of `kairos eval`: `docs/EVALUATION.md` and the plot of NDCG@10 against the
 //! half-life, both rewritten by every run.
 
