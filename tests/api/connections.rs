@@ -1,12 +1,13 @@
 //! Connection limits: a slow request head and an idle connection are cut after their
-//! timeouts; connections beyond `server.max_connections` wait until one closes.
+//! timeouts; connections beyond `server.max_connections` wait until one closes; a request
+//! in flight at shutdown is still answered.
 
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{Backend, OpenedStore, TestApp};
+use crate::helpers::{Backend, INGEST_KEY, OpenedStore, TestApp};
 use crate::on_both_stores;
 use crate::refusals::raw_exchange;
 
@@ -110,7 +111,43 @@ async fn connections_beyond_the_cap_wait_in_the_backlog_until_one_closes(backend
     app.stop().await;
 }
 
+async fn a_request_in_flight_when_shutdown_begins_is_answered_before_the_server_stops(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (store, state, addr) = (app.store.clone(), app.state.clone(), app.base.trim_start_matches("http://").to_string());
+    let body = serde_json::json!({"user_id": "late", "item_id": "i", "kind": "view"}).to_string();
+    let mut conn = connect(&app).await;
+    let head = format!(
+        "POST /v1/events HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {INGEST_KEY}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nexpect: 100-continue\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    // `100 Continue` comes once the handler reads the body: the request is in flight.
+    let mut got = Vec::new();
+    while !got.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        tokio::time::timeout(HANG_GUARD, conn.read_exact(&mut byte)).await.expect("100 Continue").unwrap();
+        got.push(byte[0]);
+    }
+    assert!(got.starts_with(b"HTTP/1.1 100"), "{}", String::from_utf8_lossy(&got));
+
+    let stopping = tokio::spawn(app.stop());
+    // Shutdown has begun once the listener is gone (new connections are refused).
+    tokio::time::timeout(HANG_GUARD, async {
+        while !state.is_draining() || TcpStream::connect(&addr).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the listener closes");
+    conn.write_all(body.as_bytes()).await.unwrap();
+    assert!(read_response(&mut conn).await.starts_with("HTTP/1.1 202"), "the in-flight request is answered");
+    let _stopped = tokio::time::timeout(HANG_GUARD, stopping).await.expect("the server stops").unwrap();
+    assert_eq!(store.count_events().await.unwrap(), 1, "and its event committed");
+}
+
 on_both_stores!(
+    a_request_in_flight_when_shutdown_begins_is_answered_before_the_server_stops,
     a_client_that_sends_half_a_request_line_is_disconnected_after_the_header_read_timeout,
     an_idle_connection_is_closed_after_the_idle_timeout,
     connections_beyond_the_cap_wait_in_the_backlog_until_one_closes,
