@@ -24,6 +24,8 @@ COPY --from=builder /app/target/release/kairos /usr/local/bin/kairos
 COPY config ./config
 RUN mkdir -p /app/data && chown -R kairos /app/data
 USER kairos
+# Bound to 0.0.0.0 the service refuses to start with the development key: mount a config
+# file with [[auth.keys]] (e.g. /app/config/production.toml with KAIROS_ENV=production).
 ENV KAIROS__SERVER__HOST=0.0.0.0 \
     KAIROS__TELEMETRY__LOG_FORMAT=json
 EXPOSE 8080

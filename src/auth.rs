@@ -77,10 +77,12 @@ impl KeyRing {
     }
 }
 
-/// Reads the key from `Authorization: Bearer <key>` or `X-Api-Key: <key>`.
+/// Reads the key from `Authorization: Bearer <key>` (the scheme in any case, RFC 9110
+/// §11.1) or `X-Api-Key: <key>`.
 pub fn presented_key(headers: &axum::http::HeaderMap) -> Option<&str> {
     if let Some(v) = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        return v.strip_prefix("Bearer ").map(str::trim);
+        let (scheme, key) = v.trim().split_once([' ', '\t'])?;
+        return scheme.eq_ignore_ascii_case("bearer").then(|| key.trim()).filter(|k| !k.is_empty());
     }
     headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim)
 }
@@ -107,6 +109,21 @@ mod tests {
         assert_eq!(r.authorize(Some("nope"), Scope::Ingest).unwrap_err(), AuthError::Unknown);
         assert_eq!(r.authorize(Some("ingest-key-0123456789"), Scope::Read).unwrap_err(), AuthError::Forbidden(Scope::Read));
         assert_eq!(r.authorize(Some("gateway-key-0123456789"), Scope::Read).unwrap().name, "gw");
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_read_in_any_case() {
+        let with = |v: &str| {
+            let mut h = axum::http::HeaderMap::new();
+            h.insert(axum::http::header::AUTHORIZATION, v.parse().unwrap());
+            presented_key(&h).map(str::to_string)
+        };
+        for v in ["Bearer k-1", "bearer k-1", "BEARER  k-1 ", "BeArEr\tk-1"] {
+            assert_eq!(with(v).as_deref(), Some("k-1"), "{v:?}");
+        }
+        assert_eq!(with("Basic k-1"), None);
+        assert_eq!(with("Bearer"), None);
+        assert_eq!(with("Bearerk-1"), None);
     }
 
     #[test]

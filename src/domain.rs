@@ -7,26 +7,27 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// Longest id accepted for users, items, event kinds and sessions, in bytes.
-pub const MAX_ID_BYTES: usize = 256;
+/// Longest id accepted for users, items, event kinds and sessions, in characters (Unicode
+/// scalar values, as JSON Schema's `maxLength` counts them).
+pub const MAX_ID_CHARS: usize = 256;
 
 /// Why an id was refused; the API adds the field name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
     #[error("must not be empty")]
     Empty,
-    #[error("must be at most {MAX_ID_BYTES} bytes")]
+    #[error("must be at most {MAX_ID_CHARS} characters")]
     TooLong,
     #[error("must not contain control characters")]
     ControlCharacter,
 }
 
-/// Checks the rules every external id follows: 1..=256 bytes, no control characters.
+/// Checks the rules every external id follows: 1..=256 characters, no control characters.
 pub fn check_id(s: &str) -> Result<(), IdError> {
     if s.is_empty() {
         return Err(IdError::Empty);
     }
-    if s.len() > MAX_ID_BYTES {
+    if s.chars().count() > MAX_ID_CHARS {
         return Err(IdError::TooLong);
     }
     if s.chars().any(char::is_control) {
@@ -193,6 +194,7 @@ mod tests {
         assert_eq!(check_id(&"x".repeat(257)), Err(IdError::TooLong));
         assert_eq!(check_id("a\u{0007}b"), Err(IdError::ControlCharacter));
         assert!(check_id(&"x".repeat(256)).is_ok());
+        assert!(check_id(&"é".repeat(256)).is_ok(), "characters are counted, not bytes");
         assert!(check_id("user-42").is_ok());
     }
 

@@ -17,8 +17,8 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::config::{IngestSettings, Tuning};
-use crate::domain::{Device, Event, EventContext, EventProps, FieldError, MAX_ID_BYTES};
-use crate::parse::{Fields, MAX_TEXT_BYTES};
+use crate::domain::{Device, Event, EventContext, EventProps, FieldError, MAX_ID_CHARS};
+use crate::parse::{Fields, MAX_TEXT_CHARS};
 use crate::store::{Store, StoreError};
 
 /// Why a batch was refused before reaching the queue, or failed in it.
@@ -102,16 +102,7 @@ fn parse_event(
     let before = errors.len();
     let mut f = Fields::object(raw, prefix, index, errors)?;
     f.deny_unknown(&EVENT_FIELDS);
-    let event_id = match f.opt_str("event_id", 64) {
-        Some(s) => match Uuid::parse_str(&s) {
-            Ok(id) => Some(id),
-            Err(_) => {
-                f.error("event_id", "must be a UUID");
-                None
-            }
-        },
-        None => None,
-    };
+    let event_id = f.opt_uuid("event_id");
     let user_id = f.req_id("user_id");
     let kind = f.req_id("kind");
     let item_id = f.opt_id("item_id");
@@ -188,7 +179,7 @@ fn parse_props(v: &Value, prefix: &str, index: Option<usize>, errors: &mut Vec<F
     Some(EventProps {
         price: f.opt_non_negative("price"),
         quantity: f.opt_i64("quantity", 0, 1_000_000).map(|q| q as i32),
-        query: f.opt_str("query", MAX_TEXT_BYTES.max(MAX_ID_BYTES)),
+        query: f.opt_str("query", MAX_TEXT_CHARS.max(MAX_ID_CHARS)),
     })
 }
 

@@ -28,6 +28,8 @@ pub mod parse;
 pub mod push;
 /// Pure ranking: decay, catalog, interest profiles, context lift, statistics, scoring.
 pub mod rank;
+/// HTTP/1.1 serving with a connection cap, header-read and idle timeouts, graceful drain.
+pub mod server;
 /// Application start-up and graceful shutdown.
 pub mod startup;
 /// Storage trait with PostgreSQL and SQLite backends; all SQL lives here.

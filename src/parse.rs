@@ -6,8 +6,8 @@ use serde_json::{Map, Value};
 
 use crate::domain::{FieldError, check_id};
 
-/// Longest free-text field (titles, queries), bytes.
-pub const MAX_TEXT_BYTES: usize = 1024;
+/// Longest free-text field (titles, queries), in characters.
+pub const MAX_TEXT_CHARS: usize = 1024;
 
 /// A JSON object being read, with the path prefix used in errors.
 pub struct Fields<'a> {
@@ -64,10 +64,12 @@ impl<'a> Fields<'a> {
         self.index
     }
 
-    pub fn opt_str(&mut self, name: &str, max_bytes: usize) -> Option<String> {
+    /// An optional string of at most `max_chars` characters (Unicode scalar values, as JSON
+    /// Schema's `maxLength` counts), without control characters.
+    pub fn opt_str(&mut self, name: &str, max_chars: usize) -> Option<String> {
         match self.get(name)? {
-            Value::String(s) if s.len() > max_bytes => {
-                self.error(name, format!("must be at most {max_bytes} bytes"));
+            Value::String(s) if s.chars().count() > max_chars => {
+                self.error(name, format!("must be at most {max_chars} characters"));
                 None
             }
             Value::String(s) if s.chars().any(char::is_control) => {
@@ -82,7 +84,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// An optional id: 1..=256 bytes, no control characters.
+    /// An optional id: 1..=256 characters, no control characters.
     pub fn opt_id(&mut self, name: &str) -> Option<String> {
         match self.get(name)? {
             Value::String(s) => match check_id(s) {
@@ -97,6 +99,19 @@ impl<'a> Fields<'a> {
                 None
             }
         }
+    }
+
+    /// An optional UUID in its hyphenated form, `8-4-4-4-12` hexadecimal digits (what JSON
+    /// Schema's `format: uuid` accepts; the simple, braced and URN forms are refused).
+    pub fn opt_uuid(&mut self, name: &str) -> Option<uuid::Uuid> {
+        let parsed = match self.get(name)? {
+            Value::String(s) => (s.len() == 36).then(|| uuid::Uuid::try_parse(s).ok()).flatten(),
+            _ => None,
+        };
+        if parsed.is_none() {
+            self.error(name, "must be a UUID (8-4-4-4-12 hexadecimal digits)");
+        }
+        parsed
     }
 
     pub fn req_id(&mut self, name: &str) -> Option<String> {
@@ -130,9 +145,11 @@ impl<'a> Fields<'a> {
         Some(v)
     }
 
+    /// An optional integer in `min..=max`. A number with no fractional part (`3.0`) is an
+    /// integer, as JSON Schema counts.
     pub fn opt_i64(&mut self, name: &str, min: i64, max: i64) -> Option<i64> {
         match self.get(name)? {
-            Value::Number(n) => match n.as_i64() {
+            Value::Number(n) => match n.as_i64().or_else(|| integral(n.as_f64()?)) {
                 Some(v) if v >= min && v <= max => Some(v),
                 _ => {
                     self.error(name, format!("must be an integer in {min}..={max}"));
@@ -173,8 +190,8 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// An array of strings, each at most `max_bytes`, at most `max_len` of them.
-    pub fn opt_str_list(&mut self, name: &str, max_len: usize, max_bytes: usize) -> Option<Vec<String>> {
+    /// An array of strings, each of 1..=`max_chars` characters, at most `max_len` of them.
+    pub fn opt_str_list(&mut self, name: &str, max_len: usize, max_chars: usize) -> Option<Vec<String>> {
         let arr = match self.get(name)? {
             Value::Array(a) => a,
             _ => {
@@ -189,11 +206,11 @@ impl<'a> Fields<'a> {
         let mut out = Vec::with_capacity(arr.len());
         for (i, v) in arr.iter().enumerate() {
             match v.as_str() {
-                Some(s) if !s.is_empty() && s.len() <= max_bytes && !s.chars().any(char::is_control) => {
+                Some(s) if !s.is_empty() && s.chars().count() <= max_chars && !s.chars().any(char::is_control) => {
                     out.push(s.to_string())
                 }
                 _ => {
-                    self.error(&format!("{name}[{i}]"), format!("must be a non-empty string of at most {max_bytes} bytes"));
+                    self.error(&format!("{name}[{i}]"), format!("must be a non-empty string of at most {max_chars} characters, without control characters"));
                     return None;
                 }
             }
@@ -212,6 +229,12 @@ impl<'a> Fields<'a> {
             }
         }
     }
+}
+
+/// `f` as an integer when it has no fractional part and fits.
+fn integral(f: f64) -> Option<i64> {
+    // 2^63 is exactly representable; every integral f64 in [-2^63, 2^63) converts exactly.
+    (f.fract() == 0.0 && (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&f)).then_some(f as i64)
 }
 
 #[cfg(test)]
@@ -233,6 +256,31 @@ mod tests {
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["events[2].z", "events[2].a", "events[2].b", "events[2].t", "events[2].p", "events[2].missing"]);
         assert!(errors.iter().all(|e| e.index == Some(2)));
+    }
+
+    #[test]
+    fn an_integral_number_is_an_integer_as_json_schema_counts() {
+        let v = json!({"a": 3.0, "b": 3.5, "c": 7, "d": 1e300, "e": -0.0});
+        let mut errors = Vec::new();
+        let mut f = Fields::object(&v, "", None, &mut errors).unwrap();
+        assert_eq!(f.opt_i64("a", 0, 10), Some(3));
+        assert_eq!(f.opt_i64("c", 0, 10), Some(7));
+        assert_eq!(f.opt_i64("e", 0, 10), Some(0));
+        assert_eq!(f.opt_i64("b", 0, 10), None);
+        assert_eq!(f.opt_i64("d", 0, i64::MAX), None);
+        assert_eq!(errors.len(), 2);
+    }
+
+    #[test]
+    fn a_uuid_is_read_only_in_its_hyphenated_form() {
+        let v = json!({"a": "67e55044-10b1-426f-9247-bb680e5fe0c8", "b": "67e5504410b1426f9247bb680e5fe0c8",
+            "c": "{67e55044-10b1-426f-9247-bb680e5fe0c8}", "d": 7, "e": "67E55044-10B1-426F-9247-BB680E5FE0C8"});
+        let mut errors = Vec::new();
+        let mut f = Fields::object(&v, "", None, &mut errors).unwrap();
+        assert!(f.opt_uuid("a").is_some() && f.opt_uuid("e").is_some());
+        assert!(f.opt_uuid("b").is_none() && f.opt_uuid("c").is_none() && f.opt_uuid("d").is_none());
+        assert!(f.opt_uuid("missing").is_none());
+        assert_eq!(errors.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(), ["b", "c", "d"]);
     }
 
     #[test]

@@ -35,11 +35,13 @@ pub struct App {
 
 impl App {
     pub async fn build(settings: Settings, config_source: ConfigSource) -> anyhow::Result<App> {
+        settings.refuse_exposed_dev_key()?;
         let store = store::connect(&settings.database).await?;
         Self::build_with_store(settings, config_source, store).await
     }
 
     pub async fn build_with_store(settings: Settings, config_source: ConfigSource, store: Arc<dyn Store>) -> anyhow::Result<App> {
+        settings.refuse_exposed_dev_key()?;
         let prometheus = crate::telemetry::prometheus();
         match &settings.database.url {
             Some(_) => tracing::info!(backend = store.backend(), "store: PostgreSQL"),
@@ -52,8 +54,9 @@ impl App {
         let keys = KeyRing::from_settings(&settings.auth);
         if keys.dev_key_active {
             tracing::warn!(
-                "NO API KEYS CONFIGURED: a development key '{DEV_KEY}' with every scope is active. \
-                 Configure [[auth.keys]] and set auth.allow_dev_key = false before exposing this service."
+                "NO API KEYS CONFIGURED: a development key '{DEV_KEY}' with every scope is active (on a \
+                 loopback address only). Configure [[auth.keys]] and set auth.allow_dev_key = false before \
+                 exposing this service."
             );
         }
         let tuning = Arc::new(LiveTuning::new(settings.tuning.clone()));
@@ -108,7 +111,8 @@ impl App {
             tracing::info!("shutdown requested: draining");
             drain_state.set_draining();
         };
-        axum::serve(listener, router).with_graceful_shutdown(stop).await.context("serving HTTP")?;
+        let limits = crate::server::Limits::from_settings(&state.settings.server);
+        crate::server::serve(listener, router, limits, stop).await;
         tracing::info!("HTTP server stopped; flushing the ingest queue and stopping background tasks");
         background.cancel();
         tracker.close();

@@ -1,8 +1,10 @@
-//! Catalog: `PUT /v1/items/{id}`, batch `POST /v1/items`, `GET /v1/items/{id}`.
+//! Catalog: `PUT /v1/items/{item_id}`, batch `POST /v1/items`, `GET /v1/items/{item_id}`.
+
+use std::collections::HashMap;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -10,20 +12,21 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use super::extract::Path;
 use super::{ApiError, ApiResult, AppState, json_body};
 use crate::domain::{FieldError, Item, check_id};
-use crate::parse::{Fields, MAX_TEXT_BYTES};
+use crate::parse::{Fields, MAX_TEXT_CHARS};
 
 /// Most items in one `POST /v1/items`.
 pub const MAX_ITEMS_PER_BATCH: usize = 1000;
 const ITEM_FIELDS: [&str; 8] = ["item_id", "category", "brand", "price", "tags", "available", "title", "created_at"];
 
 pub fn write_router() -> Router<AppState> {
-    Router::new().route("/v1/items/{id}", axum::routing::put(put_item)).route("/v1/items", post(post_items))
+    Router::new().route("/v1/items/{item_id}", axum::routing::put(put_item)).route("/v1/items", post(post_items))
 }
 
 pub fn read_router() -> Router<AppState> {
-    Router::new().route("/v1/items/{id}", get(get_item))
+    Router::new().route("/v1/items/{item_id}", get(get_item))
 }
 
 /// Parses one item; `id_from_path` overrides (and must match) any `item_id` in the body.
@@ -62,7 +65,7 @@ fn parse_item(raw: &Value, prefix: &str, index: Option<usize>, id_from_path: Opt
         price: f.opt_non_negative("price"),
         tags: f.opt_str_list("tags", 64, 64).unwrap_or_default(),
         available: f.opt_bool("available").unwrap_or(true),
-        title: f.opt_str("title", MAX_TEXT_BYTES),
+        title: f.opt_str("title", MAX_TEXT_CHARS),
         created_at: f.opt_time("created_at"),
     };
     (errors.len() == before).then_some(item)
@@ -72,11 +75,73 @@ fn path_id(id: &str) -> ApiResult<()> {
     check_id(id).map_err(|e| ApiError::field("item_id", e.to_string()))
 }
 
+// The bodies as the OpenAPI document shows them: mirrors of what `parse_item` accepts.
+
+/// One item of `PUT /v1/items/{item_id}` (the id is the path's; an `item_id` in the body
+/// must equal it, so the document leaves it out).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct ItemIn {
+    /// Category path root first, `/`-separated, no empty (or blank) segment, e.g.
+    /// `electronics/phones/android`.
+    #[schema(max_length = 512, pattern = "^[^/\\u0000-\\u001F\\u007F-\\u009F]*[^/\\u0000-\\u0020\\u007F-\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000][^/\\u0000-\\u001F\\u007F-\\u009F]*(?:/[^/\\u0000-\\u001F\\u007F-\\u009F]*[^/\\u0000-\\u0020\\u007F-\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000][^/\\u0000-\\u001F\\u007F-\\u009F]*)*$")]
+    category: String,
+    #[schema(max_length = 256, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
+    brand: Option<String>,
+    #[schema(minimum = 0)]
+    price: Option<f64>,
+    #[schema(max_items = 64, inline)]
+    tags: Option<Vec<Tag>>,
+    /// Default true.
+    available: Option<bool>,
+    #[schema(max_length = 1024, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
+    title: Option<String>,
+    created_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A tag: 1..=64 characters without control characters.
+#[derive(ToSchema)]
+#[schema(min_length = 1, max_length = 64, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
+#[allow(dead_code)]
+pub struct Tag(String);
+
+/// One item of `POST /v1/items`: `ItemIn` with its `item_id`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct ItemWithIdIn {
+    #[schema(min_length = 1, max_length = 256, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
+    item_id: String,
+    #[schema(max_length = 512, pattern = "^[^/\\u0000-\\u001F\\u007F-\\u009F]*[^/\\u0000-\\u0020\\u007F-\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000][^/\\u0000-\\u001F\\u007F-\\u009F]*(?:/[^/\\u0000-\\u001F\\u007F-\\u009F]*[^/\\u0000-\\u0020\\u007F-\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000][^/\\u0000-\\u001F\\u007F-\\u009F]*)*$")]
+    category: String,
+    #[schema(max_length = 256, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
+    brand: Option<String>,
+    #[schema(minimum = 0)]
+    price: Option<f64>,
+    #[schema(max_items = 64, inline)]
+    tags: Option<Vec<Tag>>,
+    /// Default true.
+    available: Option<bool>,
+    #[schema(max_length = 1024, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
+    title: Option<String>,
+    created_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// `{"items": [...]}`, 1..=1,000 items, all written or none.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct ItemsIn {
+    #[schema(min_items = 1, max_items = 1000)]
+    items: Vec<ItemWithIdIn>,
+}
+
 /// Create or replace one item.
-#[utoipa::path(put, path = "/v1/items/{id}", tag = "catalog",
-    params(("id" = String, Path, description = "item id")),
-    request_body(content = serde_json::Value, description = "category (path), brand, price, tags, available, title, created_at"),
-    responses((status = 200, body = Item), (status = 422, body = super::Problem)),
+#[utoipa::path(put, path = "/v1/items/{item_id}", tag = "catalog",
+    params(("item_id" = String, Path, description = "item id")),
+    request_body(content = ItemIn),
+    responses((status = 200, body = Item)),
     security(("api_key" = [])))]
 pub async fn put_item(
     State(state): State<AppState>,
@@ -100,8 +165,8 @@ pub struct ItemsWritten {
 
 /// Create or replace up to 1,000 items: `{"items": [...]}`. All or nothing.
 #[utoipa::path(post, path = "/v1/items", tag = "catalog",
-    request_body(content = serde_json::Value, description = "{\"items\": [...]}"),
-    responses((status = 200, body = ItemsWritten), (status = 422, body = super::Problem)),
+    request_body(content = ItemsIn),
+    responses((status = 200, body = ItemsWritten)),
     security(("api_key" = [])))]
 pub async fn post_items(
     State(state): State<AppState>,
@@ -109,6 +174,12 @@ pub async fn post_items(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<ItemsWritten>> {
     let body = json_body(&headers, body)?;
+    let mut errors = Vec::new();
+    let Some(mut f) = Fields::object(&body, "", None, &mut errors) else { return Err(ApiError::invalid(errors)) };
+    f.deny_unknown(&["items"]);
+    if !errors.is_empty() {
+        return Err(ApiError::invalid(errors));
+    }
     let Some(Value::Array(raw)) = body.get("items") else {
         return Err(ApiError::field("items", "must be an array of items"));
     };
@@ -127,6 +198,18 @@ pub async fn post_items(
     if !errors.is_empty() {
         return Err(ApiError::invalid(errors));
     }
+    // An item named twice is written once, as its last occurrence (as PUTs in that order
+    // would leave it): one statement cannot write one row twice.
+    let mut last: HashMap<&str, usize> = HashMap::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        last.insert(&item.item_id, i);
+    }
+    let items: Vec<Item> = if last.len() == items.len() {
+        items
+    } else {
+        let keep: Vec<bool> = (0..items.len()).map(|i| last[items[i].item_id.as_str()] == i).collect();
+        items.into_iter().zip(keep).filter_map(|(item, keep)| keep.then_some(item)).collect()
+    };
     state.store.upsert_items(&items).await?;
     let written = items.len();
     for item in items {
@@ -136,9 +219,9 @@ pub async fn post_items(
 }
 
 /// One item.
-#[utoipa::path(get, path = "/v1/items/{id}", tag = "catalog",
-    params(("id" = String, Path, description = "item id")),
-    responses((status = 200, body = Item), (status = 404, body = super::Problem)),
+#[utoipa::path(get, path = "/v1/items/{item_id}", tag = "catalog",
+    params(("item_id" = String, Path, description = "item id")),
+    responses((status = 200, body = Item), (status = 404, response = super::openapi::NotFound)),
     security(("api_key" = [])))]
 pub async fn get_item(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Item>> {
     path_id(&id)?;

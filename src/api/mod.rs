@@ -2,8 +2,10 @@
 
 mod error;
 mod events;
+mod extract;
 mod items;
 mod models;
+pub mod openapi;
 mod ops;
 mod pushes;
 mod recommendations;
@@ -22,7 +24,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use error::{ApiError, ApiResult, Problem};
@@ -91,7 +92,8 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(state.settings.server.body_limit_bytes));
     let timeout = Duration::from_secs(state.settings.server.request_timeout_secs);
     api.layer(middleware::from_fn(track_metrics))
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
+        .layer(middleware::from_fn_with_state(timeout, error::time_limit))
+        .layer(middleware::from_fn(error::problem_responses))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request| {
                 let route = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or("unmatched");
@@ -160,38 +162,4 @@ pub fn json_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Ap
         }
     })?;
     serde_json::from_slice(&bytes).map_err(|e| ApiError::malformed(e.to_string()))
-}
-
-/// The OpenAPI document served at `/openapi.json`.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    use utoipa::OpenApi;
-    #[derive(OpenApi)]
-    #[openapi(
-        info(title = "kairos", description = "What to push to each shopper, and when."),
-        paths(
-            events::post_events,
-            items::put_item, items::post_items, items::get_item,
-            users::put_user, users::get_user, users::delete_user,
-            recommendations::get_recommendations, recommendations::get_interests,
-            pushes::get_due, pushes::post_feedback, pushes::get_push_plan,
-            ops::healthz, ops::readyz, ops::metrics, ops::get_config, ops::reload_config,
-            models::list_models, models::train, models::deploy, models::pin,
-        ),
-        components(schemas(Problem, crate::domain::FieldError)),
-        modifiers(&BearerAuth)
-    )]
-    struct Doc;
-
-    struct BearerAuth;
-    impl utoipa::Modify for BearerAuth {
-        fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-            use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-            let components = openapi.components.get_or_insert_with(Default::default);
-            components.add_security_scheme(
-                "api_key",
-                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-            );
-        }
-    }
-    Doc::openapi()
 }

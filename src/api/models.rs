@@ -1,17 +1,16 @@
 //! Admin routes of the learned models: list versions with their metrics, train now, deploy
 //! (roll back or forward to) a version, pin one.
 
-use std::collections::HashMap;
-
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::extract::{Params, Path};
 use super::{ApiError, ApiResult, AppState, json_body};
 use crate::domain::FieldError;
 use crate::engine::trainer::{RunOutcome, TrainingRun};
@@ -63,14 +62,12 @@ pub async fn list_models(State(state): State<AppState>) -> ApiResult<Json<ModelL
 /// otherwise the training goes on in the background (202). 409 when one is running.
 #[utoipa::path(post, path = "/v1/admin/models/train", tag = "admin",
     params(("wait" = Option<bool>, Query, description = "answer when the training is done")),
-    responses((status = 200, body = TrainingRun), (status = 202, body = TrainingRun), (status = 409, body = super::Problem),
-        (status = 422, body = super::Problem)),
+    responses((status = 200, body = TrainingRun), (status = 202, body = TrainingRun),
+        (status = 409, description = "a training is running", body = super::Problem, content_type = "application/problem+json")),
     security(("api_key" = [])))]
-pub async fn train(State(state): State<AppState>, Query(q): Query<HashMap<String, String>>) -> ApiResult<(StatusCode, Json<TrainingRun>)> {
+pub async fn train(State(state): State<AppState>, q: Params) -> ApiResult<(StatusCode, Json<TrainingRun>)> {
     let mut errors = Vec::new();
-    for k in q.keys().filter(|k| k.as_str() != "wait") {
-        errors.push(FieldError::new(k.clone(), "unknown query parameter"));
-    }
+    q.refuse_unknown(&["wait"], &mut errors);
     let wait = match q.get("wait").map(String::as_str) {
         None | Some("false") => false,
         Some("true") => true,
@@ -119,8 +116,8 @@ pub struct Deployed {
 
 /// Makes `version` the latest deployment (a rollback or roll-forward). A pin still wins.
 #[utoipa::path(post, path = "/v1/admin/models/{version}/deploy", tag = "admin",
-    params(("version" = i64, Path, description = "model version")),
-    responses((status = 200, body = Deployed), (status = 404, body = super::Problem), (status = 422, body = super::Problem)),
+    params(("version" = i64, Path, description = "model version (1 or more)")),
+    responses((status = 200, body = Deployed), (status = 404, description = "no such version", body = super::Problem, content_type = "application/problem+json")),
     security(("api_key" = [])))]
 pub async fn deploy(State(state): State<AppState>, Path(version): Path<String>) -> ApiResult<Json<Deployed>> {
     let version = parse_version(&version)?;
@@ -131,10 +128,20 @@ pub async fn deploy(State(state): State<AppState>, Path(version): Path<String>) 
     in_force(&state).await
 }
 
+/// What `PUT /v1/admin/models/pin` accepts: a version to pin, or `null` to unpin (the key
+/// is required either way).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct PinIn {
+    #[schema(required = true, minimum = 1)]
+    version: Option<i64>,
+}
+
 /// Pins a version (`{"version": 3}`) or unpins (`{"version": null}`).
 #[utoipa::path(put, path = "/v1/admin/models/pin", tag = "admin",
-    request_body(content = serde_json::Value, description = "{\"version\": <model version> | null}"),
-    responses((status = 200, body = Deployed), (status = 404, body = super::Problem), (status = 422, body = super::Problem)),
+    request_body(content = PinIn),
+    responses((status = 200, body = Deployed), (status = 404, description = "no such version", body = super::Problem, content_type = "application/problem+json")),
     security(("api_key" = [])))]
 pub async fn pin(State(state): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> ApiResult<Json<Deployed>> {
     let body = json_body(&headers, body)?;

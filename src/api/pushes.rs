@@ -1,18 +1,18 @@
 //! The gateway protocol: `GET /v1/pushes/due` (claim with a lease), `POST /v1/feedback`
-//! (idempotent), and `GET /v1/users/{id}/push-plan` (what the policy will do, and why).
+//! (idempotent), and `GET /v1/users/{user_id}/push-plan` (what the policy will do, and why).
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, TimeDelta, Utc};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
-use uuid::Uuid;
+use serde::Serialize;
+use utoipa::{IntoParams, ToSchema};
 
 use super::users::user_path_id;
+use super::extract::{Params, Path};
 use super::{ApiError, ApiResult, AppState, json_body};
 use crate::domain::FieldError;
 use crate::push::frequency::{
@@ -26,12 +26,7 @@ pub fn gateway_router() -> Router<AppState> {
 }
 
 pub fn read_router() -> Router<AppState> {
-    Router::new().route("/v1/users/{id}/push-plan", get(get_push_plan))
-}
-
-#[derive(Deserialize)]
-pub struct DueQuery {
-    limit: Option<String>,
+    Router::new().route("/v1/users/{user_id}/push-plan", get(get_push_plan))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -41,21 +36,40 @@ pub struct DuePushes {
     pub lease_until: DateTime<Utc>,
 }
 
+/// The query of `GET /v1/pushes/due` (for the OpenAPI document; the maximum is set from
+/// `server.max_page` when the document is served).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct DueQuery {
+    /// Most pushes to claim, 1..=`server.max_page` (default 100).
+    #[param(minimum = 1)]
+    limit: Option<u32>,
+}
+
 /// Claims due pushes with a lease. A push not acknowledged (delivered/failed) before its lease
 /// ends is offered again; a push past its expiry is dropped and recorded as expired.
 #[utoipa::path(get, path = "/v1/pushes/due", tag = "gateway",
-    params(("limit" = Option<u32>, Query, description = "most pushes to claim, 1..=server.max_page (default 100)")),
-    responses((status = 200, body = DuePushes), (status = 422, body = super::Problem)),
+    params(DueQuery),
+    responses((status = 200, body = DuePushes)),
     security(("api_key" = [])))]
-pub async fn get_due(State(state): State<AppState>, Query(q): Query<DueQuery>) -> ApiResult<Json<DuePushes>> {
+pub async fn get_due(State(state): State<AppState>, q: Params) -> ApiResult<Json<DuePushes>> {
     let max = state.settings.server.max_page;
-    let limit = match q.limit.as_deref() {
+    let mut errors = Vec::new();
+    q.refuse_unknown(&["limit"], &mut errors);
+    let limit = match q.get("limit").map(String::as_str) {
         None => 100.min(max),
         Some(s) => match s.parse::<u32>() {
             Ok(n) if (1..=max).contains(&n) => n,
-            _ => return Err(ApiError::field("limit", format!("must be an integer in 1..={max}"))),
+            _ => {
+                errors.push(FieldError::new("limit", format!("must be an integer in 1..={max}")));
+                0
+            }
         },
     };
+    if !errors.is_empty() {
+        return Err(ApiError::invalid(errors));
+    }
     let now = state.clock.now();
     let expired = state.store.expire_pushes(now).await?;
     if !expired.is_empty() {
@@ -65,6 +79,19 @@ pub async fn get_due(State(state): State<AppState>, Query(q): Query<DueQuery>) -
     let pushes = state.store.claim_due_pushes(now, i64::from(limit), lease_until).await?;
     metrics::counter!("kairos_pushes_total", "outcome" => "leased").increment(pushes.len() as u64);
     Ok(Json(DuePushes { pushes, lease_until }))
+}
+
+/// What `POST /v1/feedback` accepts (a mirror of `post_feedback`'s reading, for the OpenAPI
+/// document). `ts` (default: now) must not be later than `ingest.max_future_secs` ahead, nor
+/// earlier than the push was planned.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct FeedbackIn {
+    push_id: uuid::Uuid,
+    /// delivered, opened, clicked, dismissed, converted, failed or unsubscribed.
+    kind: String,
+    ts: Option<DateTime<Utc>>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -89,9 +116,9 @@ const FEEDBACK_RETRIES: usize = 5;
 /// `ingest.max_future_secs` ahead (422), feedback on a push that expired or was withdrawn
 /// (409: it was never delivered as far as kairos knows).
 #[utoipa::path(post, path = "/v1/feedback", tag = "gateway",
-    request_body(content = serde_json::Value, description = "{push_id, kind: delivered|opened|clicked|dismissed|converted|failed|unsubscribed, ts?}"),
-    responses((status = 200, body = FeedbackReply), (status = 404, body = super::Problem),
-        (status = 409, body = super::Problem), (status = 422, body = super::Problem)),
+    request_body(content = FeedbackIn),
+    responses((status = 200, body = FeedbackReply), (status = 404, description = "unknown push", body = super::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the push expired or was withdrawn", body = super::Problem, content_type = "application/problem+json")),
     security(("api_key" = [])))]
 pub async fn post_feedback(
     State(state): State<AppState>,
@@ -103,12 +130,7 @@ pub async fn post_feedback(
     let mut errors: Vec<FieldError> = Vec::new();
     let mut f = Fields::object(&body, "", None, &mut errors).ok_or_else(|| ApiError::field("body", "must be a JSON object"))?;
     f.deny_unknown(&["push_id", "kind", "ts"]);
-    let push_id = f.opt_str("push_id", 64).and_then(|s| {
-        Uuid::parse_str(&s).ok().or_else(|| {
-            f.error("push_id", "must be a UUID");
-            None
-        })
-    });
+    let push_id = f.opt_uuid("push_id");
     if !f.has("push_id") {
         f.error("push_id", "is required");
     }
@@ -223,9 +245,9 @@ pub struct PushPlan {
 }
 
 /// What the push policy will do for this user, and the reasons for its last decisions.
-#[utoipa::path(get, path = "/v1/users/{id}/push-plan", tag = "gateway",
-    params(("id" = String, Path, description = "user id")),
-    responses((status = 200, body = PushPlan), (status = 404, body = super::Problem)),
+#[utoipa::path(get, path = "/v1/users/{user_id}/push-plan", tag = "gateway",
+    params(("user_id" = String, Path, description = "user id")),
+    responses((status = 200, body = PushPlan), (status = 404, response = super::openapi::NotFound)),
     security(("api_key" = [])))]
 pub async fn get_push_plan(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<PushPlan>> {
     user_path_id(&id)?;

@@ -1,13 +1,13 @@
-//! `GET /v1/users/{id}/recommendations` and `GET /v1/users/{id}/interests`.
+//! `GET /v1/users/{user_id}/recommendations` and `GET /v1/users/{user_id}/interests`.
 
-use std::collections::HashMap;
-
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
+use utoipa::IntoParams;
 use chrono::{DateTime, Utc};
 
 use super::users::user_path_id;
+use super::extract::{Params, Path};
 use super::{ApiError, ApiResult, AppState};
 use crate::domain::{Device, FieldError, check_id};
 use crate::engine::{InterestsResponse, RecommendationRequest, RecommendationResponse};
@@ -19,17 +19,11 @@ pub const MAX_EXCLUDE: usize = 200;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/v1/users/{id}/recommendations", get(get_recommendations))
-        .route("/v1/users/{id}/interests", get(get_interests))
+        .route("/v1/users/{user_id}/recommendations", get(get_recommendations))
+        .route("/v1/users/{user_id}/interests", get(get_interests))
 }
 
-fn refuse_unknown(q: &HashMap<String, String>, allowed: &[&str], errors: &mut Vec<FieldError>) {
-    for k in q.keys().filter(|k| !allowed.contains(&k.as_str())) {
-        errors.push(FieldError::new(k.clone(), "unknown query parameter"));
-    }
-}
-
-fn parse_at(q: &HashMap<String, String>, errors: &mut Vec<FieldError>) -> Option<DateTime<Utc>> {
+fn parse_at(q: &Params, errors: &mut Vec<FieldError>) -> Option<DateTime<Utc>> {
     let s = q.get("at")?;
     match DateTime::parse_from_rfc3339(s) {
         Ok(t) => Some(t.with_timezone(&Utc)),
@@ -41,9 +35,9 @@ fn parse_at(q: &HashMap<String, String>, errors: &mut Vec<FieldError>) -> Option
 }
 
 /// Parses the query of a recommendation request; every bad parameter is named.
-pub fn parse_request(q: &HashMap<String, String>, now: DateTime<Utc>) -> Result<RecommendationRequest, Vec<FieldError>> {
+pub fn parse_request(q: &Params, now: DateTime<Utc>) -> Result<RecommendationRequest, Vec<FieldError>> {
     let mut errors = Vec::new();
-    refuse_unknown(q, &["n", "device", "at", "country", "exclude"], &mut errors);
+    q.refuse_unknown(&["n", "device", "at", "country", "exclude"], &mut errors);
     let n = match q.get("n") {
         None => 10,
         Some(s) => match s.parse::<usize>() {
@@ -69,36 +63,70 @@ pub fn parse_request(q: &HashMap<String, String>, now: DateTime<Utc>) -> Result<
         }
     });
     let at = parse_at(q, &mut errors).unwrap_or(now);
-    let exclude: Vec<String> = q
-        .get("exclude")
-        .map(|s| s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect())
-        .unwrap_or_default();
+    // Comma-separated ids; each is checked as given (1..=256 characters, not blank), then
+    // trimmed. An empty value excludes nothing.
+    let exclude: Vec<&str> = match q.get("exclude").map(String::as_str) {
+        None | Some("") => Vec::new(),
+        Some(s) => s.split(',').collect(),
+    };
     if exclude.len() > MAX_EXCLUDE {
         errors.push(FieldError::new("exclude", format!("must list at most {MAX_EXCLUDE} item ids")));
-    } else if let Some(bad) = exclude.iter().find(|id| check_id(id).is_err()) {
-        errors.push(FieldError::new("exclude", format!("{bad:?} is not a valid item id")));
+    } else if let Some(bad) = exclude.iter().find(|id| check_id(id).is_err() || id.trim().is_empty()) {
+        errors.push(FieldError::new("exclude", format!("{bad:?} is not a valid item id (1..=256 characters, not blank)")));
     }
+    let exclude: Vec<String> = exclude.into_iter().map(|id| id.trim().to_string()).collect();
     if errors.is_empty() { Ok(RecommendationRequest { n, device, country, at, exclude }) } else { Err(errors) }
+}
+
+/// The query of a recommendation request (a mirror of `parse_request`, for the OpenAPI
+/// document).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct RecommendationsQuery {
+    /// How many items, 1..=200 (default 10).
+    #[param(minimum = 1, maximum = 200)]
+    n: Option<u32>,
+    /// mobile (or phone), desktop (or web), tablet; any case.
+    #[param(pattern = "^(?:[Mm][Oo][Bb][Ii][Ll][Ee]|[Pp][Hh][Oo][Nn][Ee]|[Dd][Ee][Ss][Kk][Tt][Oo][Pp]|[Ww][Ee][Bb]|[Tt][Aa][Bb][Ll][Ee][Tt])$")]
+    device: Option<String>,
+    /// RFC 3339 time of the request (default now).
+    at: Option<DateTime<Utc>>,
+    /// ISO 3166-1 alpha-2, any case.
+    #[param(pattern = "^[A-Za-z]{2}$")]
+    country: Option<String>,
+    /// Item ids never to return, comma-separated (at most 200; each 1..=256 characters, not
+    /// blank, trimmed).
+    #[param(max_items = 200, inline)]
+    exclude: Option<Vec<ExcludedId>>,
+}
+
+/// An item id in `exclude`: no comma, no control character, not blank.
+#[derive(utoipa::ToSchema)]
+#[schema(min_length = 1, max_length = 256, pattern = "^[^,\\u0000-\\u001F\\u007F-\\u009F]*[^,\\u0000-\\u0020\\u007F-\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000][^,\\u0000-\\u001F\\u007F-\\u009F]*$")]
+#[allow(dead_code)]
+pub struct ExcludedId(String);
+
+/// The query of `GET /v1/users/{user_id}/interests`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct InterestsQuery {
+    /// RFC 3339 (default now).
+    at: Option<DateTime<Utc>>,
 }
 
 /// Ranked items for the user in the request's context, each with its reasons. A user with no
 /// events gets context-aware trending, and `cold_start` says so (an unknown user is not an
 /// error).
-#[utoipa::path(get, path = "/v1/users/{id}/recommendations", tag = "recommendations",
-    params(
-        ("id" = String, Path, description = "user id"),
-        ("n" = Option<u32>, Query, description = "how many items, 1..=200 (default 10)"),
-        ("device" = Option<String>, Query, description = "mobile, desktop or tablet"),
-        ("at" = Option<String>, Query, description = "RFC 3339 time of the request (default now)"),
-        ("country" = Option<String>, Query, description = "ISO 3166-1 alpha-2"),
-        ("exclude" = Option<String>, Query, description = "comma-separated item ids, at most 200"),
-    ),
-    responses((status = 200, body = RecommendationResponse), (status = 422, body = super::Problem)),
+#[utoipa::path(get, path = "/v1/users/{user_id}/recommendations", tag = "recommendations",
+    params(("user_id" = String, Path, description = "user id"), RecommendationsQuery),
+    responses((status = 200, body = RecommendationResponse)),
     security(("api_key" = [])))]
 pub async fn get_recommendations(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    q: Params,
 ) -> ApiResult<Json<RecommendationResponse>> {
     user_path_id(&id)?;
     let req = parse_request(&q, state.clock.now()).map_err(ApiError::invalid)?;
@@ -109,19 +137,18 @@ pub async fn get_recommendations(
 }
 
 /// The user's top interest features (items, categories, brands) with their weights at `at`.
-#[utoipa::path(get, path = "/v1/users/{id}/interests", tag = "recommendations",
-    params(("id" = String, Path, description = "user id"),
-        ("at" = Option<String>, Query, description = "RFC 3339 (default now)")),
-    responses((status = 200, body = InterestsResponse), (status = 422, body = super::Problem)),
+#[utoipa::path(get, path = "/v1/users/{user_id}/interests", tag = "recommendations",
+    params(("user_id" = String, Path, description = "user id"), InterestsQuery),
+    responses((status = 200, body = InterestsResponse)),
     security(("api_key" = [])))]
 pub async fn get_interests(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    q: Params,
 ) -> ApiResult<Json<InterestsResponse>> {
     user_path_id(&id)?;
     let mut errors = Vec::new();
-    refuse_unknown(&q, &["at"], &mut errors);
+    q.refuse_unknown(&["at"], &mut errors);
     let at = parse_at(&q, &mut errors).unwrap_or_else(|| state.clock.now());
     if !errors.is_empty() {
         return Err(ApiError::invalid(errors));

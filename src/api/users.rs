@@ -1,8 +1,8 @@
-//! Users: `PUT /v1/users/{id}` (settings), `GET /v1/users/{id}`, `DELETE /v1/users/{id}`.
+//! Users: `PUT /v1/users/{user_id}` (settings), `GET /v1/users/{user_id}`, `DELETE /v1/users/{user_id}`.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::{delete, get, put};
 use axum::{Json, Router};
@@ -11,21 +11,22 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use super::extract::Path;
 use super::{ApiError, ApiResult, AppState, json_body};
 use crate::domain::{QuietHours, User, check_id};
 use crate::parse::Fields;
 use crate::store::Erased;
 
 pub fn write_router() -> Router<AppState> {
-    Router::new().route("/v1/users/{id}", put(put_user))
+    Router::new().route("/v1/users/{user_id}", put(put_user))
 }
 
 pub fn read_router() -> Router<AppState> {
-    Router::new().route("/v1/users/{id}", get(get_user))
+    Router::new().route("/v1/users/{user_id}", get(get_user))
 }
 
 pub fn admin_router() -> Router<AppState> {
-    Router::new().route("/v1/users/{id}", delete(delete_user))
+    Router::new().route("/v1/users/{user_id}", delete(delete_user))
 }
 
 /// A user as the API shows it.
@@ -106,11 +107,37 @@ fn parse_user(id: &str, body: &Value, now: chrono::DateTime<Utc>) -> ApiResult<U
     })
 }
 
+/// A user's settings as `PUT /v1/users/{user_id}` accepts them (a mirror of `parse_user`,
+/// for the OpenAPI document).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct UserIn {
+    /// An IANA time zone name, e.g. `Europe/Berlin`.
+    timezone: String,
+    push_consent: bool,
+    quiet_hours: Option<QuietHoursIn>,
+    #[schema(max_length = 35, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
+    locale: Option<String>,
+}
+
+/// No push from `start` (inclusive) to `end` (exclusive), local hours; `start > end` wraps
+/// over midnight.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct QuietHoursIn {
+    #[schema(minimum = 0, maximum = 23)]
+    start: u8,
+    #[schema(minimum = 0, maximum = 23)]
+    end: u8,
+}
+
 /// Create or replace a user's settings.
-#[utoipa::path(put, path = "/v1/users/{id}", tag = "users",
-    params(("id" = String, Path, description = "user id")),
-    request_body(content = serde_json::Value, description = "timezone (IANA), push_consent, quiet_hours {start, end}, locale"),
-    responses((status = 200, body = UserView), (status = 422, body = super::Problem)),
+#[utoipa::path(put, path = "/v1/users/{user_id}", tag = "users",
+    params(("user_id" = String, Path, description = "user id")),
+    request_body(content = UserIn),
+    responses((status = 200, body = UserView)),
     security(("api_key" = [])))]
 pub async fn put_user(
     State(state): State<AppState>,
@@ -132,9 +159,9 @@ pub async fn put_user(
 }
 
 /// A user's settings.
-#[utoipa::path(get, path = "/v1/users/{id}", tag = "users",
-    params(("id" = String, Path, description = "user id")),
-    responses((status = 200, body = UserView), (status = 404, body = super::Problem)),
+#[utoipa::path(get, path = "/v1/users/{user_id}", tag = "users",
+    params(("user_id" = String, Path, description = "user id")),
+    responses((status = 200, body = UserView), (status = 404, response = super::openapi::NotFound)),
     security(("api_key" = [])))]
 pub async fn get_user(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<UserView>> {
     user_path_id(&id)?;
@@ -142,9 +169,9 @@ pub async fn get_user(State(state): State<AppState>, Path(id): Path<String>) -> 
 }
 
 /// Erase every row about the user (settings, events, push state, pushes) in one transaction.
-#[utoipa::path(delete, path = "/v1/users/{id}", tag = "users",
-    params(("id" = String, Path, description = "user id")),
-    responses((status = 200, body = Erased), (status = 404, body = super::Problem)),
+#[utoipa::path(delete, path = "/v1/users/{user_id}", tag = "users",
+    params(("user_id" = String, Path, description = "user id")),
+    responses((status = 200, body = Erased), (status = 404, description = "nothing is stored about the user", body = super::Problem, content_type = "application/problem+json")),
     security(("api_key" = [])))]
 pub async fn delete_user(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Erased>> {
     user_path_id(&id)?;

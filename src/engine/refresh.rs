@@ -101,6 +101,13 @@ impl Engine {
         Ok(folded)
     }
 
+    /// Whether a refresh has completed: the catalogue and statistics were loaded from the
+    /// store and the learned model in force was checked, so this replica ranks as its
+    /// peers do (readiness).
+    pub fn has_loaded(&self) -> bool {
+        self.refreshed.lock().expect("refresh time lock").is_some()
+    }
+
     /// Refreshes every `REFRESH_EVERY` until `stop`.
     pub async fn run_refresher(self: Arc<Self>, stop: CancellationToken) {
         loop {

@@ -58,7 +58,8 @@ pub struct TrainingRun {
     /// `tuning.model.max_events`).
     pub events_read: usize,
     pub events_used: usize,
-    #[schema(value_type = Object)]
+    /// What the fit measured; `null` when nothing was fitted.
+    #[schema(value_type = Option<Object>)]
     pub report: Option<FitReport>,
     pub secs: f64,
 }

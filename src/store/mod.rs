@@ -4,6 +4,7 @@
 mod postgres;
 mod sqlite;
 mod types;
+mod unavailable;
 
 use std::sync::Arc;
 

@@ -6,7 +6,9 @@ use kairos::config::ConfigSource;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_KEY, Backend, GATEWAY_KEY, INGEST_KEY, READ_KEY, TestApp, config_dir, expect_problem, test_settings};
+use crate::helpers::{
+    ADMIN_KEY, Backend, GATEWAY_KEY, INGEST_KEY, OpenedStore, READ_KEY, TestApp, config_dir, expect_problem, test_settings,
+};
 use crate::on_both_stores;
 
 async fn requests_without_a_valid_key_or_scope_are_refused_and_store_nothing(backend: Backend) {
@@ -38,14 +40,14 @@ async fn health_readiness_metrics_and_openapi_are_served(backend: Backend) {
     app.get("/v1/items/some-item", READ_KEY).await;
     let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("kairos_http_requests_total"), "{metrics}");
-    assert!(metrics.contains("route=\"/v1/items/{id}\""), "routes are labelled by template");
+    assert!(metrics.contains("route=\"/v1/items/{item_id}\""), "routes are labelled by template");
     assert!(!metrics.contains("some-item"), "raw paths never become labels");
     assert!(metrics.contains("kairos_events_total"));
     assert!(metrics.contains("kairos_ingest_commit_seconds"));
 
     let doc: Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
     assert!(doc["paths"]["/v1/events"]["post"].is_object());
-    assert!(doc["paths"]["/v1/users/{id}"]["delete"].is_object());
+    assert!(doc["paths"]["/v1/users/{user_id}"]["delete"].is_object());
     app.stop().await;
 }
 
@@ -54,6 +56,23 @@ async fn readiness_turns_503_while_draining(backend: Backend) {
     app.state.set_draining();
     let r = app.client.get(app.url("/readyz")).send().await.unwrap();
     expect_problem(r, StatusCode::SERVICE_UNAVAILABLE).await;
+    app.stop().await;
+}
+
+async fn readiness_waits_for_the_first_load_of_statistics_catalogue_and_model(backend: Backend) {
+    let opened = OpenedStore::open(backend, |_| {}).await;
+    let pool = opened.pool.clone();
+    // The first refresh cannot complete while the models table is out of reach.
+    pool.execute("alter table models rename to models_hidden").await;
+    let app = opened.start().await;
+    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert!(r.headers().contains_key("retry-after"));
+    let body = expect_problem(r, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!(body["type"], "urn:kairos:problem:not-ready", "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("statistics and catalogue not loaded yet"), "{body}");
+
+    pool.execute("alter table models_hidden rename to models").await;
+    app.wait_ready().await;
     app.stop().await;
 }
 
@@ -142,6 +161,31 @@ on_both_stores!(
     requests_without_a_valid_key_or_scope_are_refused_and_store_nothing,
     health_readiness_metrics_and_openapi_are_served,
     readiness_turns_503_while_draining,
+    readiness_waits_for_the_first_load_of_statistics_catalogue_and_model,
     the_effective_config_masks_secrets,
     a_config_file_change_reloads_tuning_and_an_invalid_one_is_refused,
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_refuses_to_start_with_the_development_key_on_a_non_loopback_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = ConfigSource { dir: config_dir(), env_name: None, use_env: false };
+    let mut settings = test_settings();
+    settings.database.sqlite_path = dir.path().join("k.db");
+    settings.auth.keys.clear();
+    settings.auth.allow_dev_key = true;
+    settings.server.host = "0.0.0.0".into();
+    let Err(e) = kairos::startup::App::build(settings.clone(), source.clone()).await else {
+        panic!("started with the development key on 0.0.0.0")
+    };
+    let message = format!("{e:#}");
+    assert!(message.contains("auth.keys") && message.contains("auth.allow_dev_key") && message.contains("0.0.0.0"), "{message}");
+    assert!(!dir.path().join("k.db").exists(), "refused before the store was opened");
+
+    settings.server.host = "127.0.0.1".into();
+    let app = kairos::startup::App::build(settings.clone(), source.clone()).await.expect("the development key on loopback");
+    drop(app);
+    settings.server.host = "0.0.0.0".into();
+    settings.auth.allow_dev_key = false;
+    kairos::startup::App::build(settings, source).await.expect("no development key: any address");
+}

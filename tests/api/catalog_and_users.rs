@@ -98,7 +98,39 @@ async fn bad_user_settings_are_refused_and_change_nothing(backend: Backend) {
     app.stop().await;
 }
 
+async fn an_item_batch_naming_an_item_twice_writes_its_last_occurrence(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let batch = json!({"items": [{"item_id": "d", "category": "a"}, {"item_id": "e", "category": "x"}, {"item_id": "d", "category": "b/c"}]});
+    let r = app.post("/v1/items", INGEST_KEY, &batch).await;
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let got: Value = app.get("/v1/items/d", READ_KEY).await.json().await.unwrap();
+    assert_eq!(got["category"], json!(["b", "c"]));
+    // A field beside `items` is refused, naming it, and nothing is written.
+    let r = app.post("/v1/items", INGEST_KEY, &json!({"items": [{"item_id": "f", "category": "a"}], "extra": 1})).await;
+    assert_eq!(problem_fields(&expect_problem(r, StatusCode::UNPROCESSABLE_ENTITY).await), ["extra"]);
+    expect_problem(app.get("/v1/items/f", READ_KEY).await, StatusCode::NOT_FOUND).await;
+    app.stop().await;
+}
+
+async fn ids_and_texts_are_bounded_in_characters_and_integral_numbers_are_integers(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    // 256 two-byte characters: 512 bytes, within the 256-character bound.
+    let id = "é".repeat(256);
+    let r = app.put(&format!("/v1/items/{id}"), INGEST_KEY, &json!({"category": "a", "brand": "ß".repeat(256)})).await;
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let r = app.put(&format!("/v1/items/{id}é"), INGEST_KEY, &json!({"category": "a"})).await;
+    assert_eq!(problem_fields(&expect_problem(r, StatusCode::UNPROCESSABLE_ENTITY).await), ["item_id"]);
+    // 22.0 is an integer, as JSON Schema counts; 22.5 is not.
+    let user = |start: Value| json!({"timezone": "UTC", "push_consent": true, "quiet_hours": {"start": start, "end": 7}});
+    assert_eq!(app.put("/v1/users/q", INGEST_KEY, &user(json!(22.0))).await.status(), StatusCode::OK);
+    let r = app.put("/v1/users/q", INGEST_KEY, &user(json!(22.5))).await;
+    assert_eq!(problem_fields(&expect_problem(r, StatusCode::UNPROCESSABLE_ENTITY).await), ["quiet_hours.start"]);
+    app.stop().await;
+}
+
 on_both_stores!(
+    an_item_batch_naming_an_item_twice_writes_its_last_occurrence,
+    ids_and_texts_are_bounded_in_characters_and_integral_numbers_are_integers,
     an_item_is_written_and_read_back,
     an_item_batch_is_all_or_nothing,
     a_user_is_written_read_and_erased_with_all_their_events,

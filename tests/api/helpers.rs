@@ -96,6 +96,78 @@ impl Drop for TestDb {
     }
 }
 
+/// The pool under a test's store, for tests that take the store away.
+#[derive(Clone)]
+pub enum StorePool {
+    Postgres(sqlx::PgPool),
+    Sqlite(sqlx::SqlitePool),
+}
+
+impl StorePool {
+    pub async fn close(&self) {
+        match self {
+            StorePool::Postgres(p) => p.close().await,
+            StorePool::Sqlite(p) => p.close().await,
+        }
+    }
+
+    /// Runs one statement (the same SQL on both stores).
+    pub async fn execute(&self, sql: &'static str) {
+        match self {
+            StorePool::Postgres(p) => sqlx::query(sql).execute(p).await.map(drop),
+            StorePool::Sqlite(p) => sqlx::query(sql).execute(p).await.map(drop),
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+}
+
+/// A migrated store opened by the test, before the app starts on it.
+pub struct OpenedStore {
+    pub settings: Settings,
+    pub store: Arc<dyn Store>,
+    pub pool: StorePool,
+    db: Option<TestDb>,
+    dir: tempfile::TempDir,
+}
+
+impl OpenedStore {
+    pub async fn open(backend: Backend, adjust: impl FnOnce(&mut Settings)) -> OpenedStore {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = test_settings();
+        let db = match backend {
+            Backend::Postgres => Some(TestDb::create().await),
+            Backend::Sqlite => None,
+        };
+        if let Some(db) = &db {
+            settings.database.url = Some(Secret::new(db.url.clone()));
+        }
+        settings.database.sqlite_path = dir.path().join("kairos.db");
+        adjust(&mut settings);
+        let (store, pool): (Arc<dyn Store>, StorePool) = match &settings.database.url {
+            Some(url) => {
+                let store = kairos::store::PgStore::connect(url.expose(), &settings.database).await.expect("PostgreSQL store");
+                store.migrate().await.unwrap();
+                let pool = StorePool::Postgres(store.pool().clone());
+                (Arc::new(store), pool)
+            }
+            None => {
+                let store = kairos::store::SqliteStore::open(&settings.database.sqlite_path, &settings.database).await.expect("SQLite store");
+                store.migrate().await.unwrap();
+                let pool = StorePool::Sqlite(store.pool().clone());
+                (Arc::new(store), pool)
+            }
+        };
+        OpenedStore { settings, store, pool, db, dir }
+    }
+
+    /// Starts the app on this store.
+    pub async fn start(self) -> TestApp {
+        let source = ConfigSource { dir: config_dir(), env_name: None, use_env: false };
+        let app = kairos::startup::App::build_with_store(self.settings, source, self.store).await.expect("app builds");
+        TestApp::serve(app, self.db, self.dir).await
+    }
+}
+
 pub struct Stopped {
     _db: Option<TestDb>,
     _dir: tempfile::TempDir,
@@ -139,6 +211,19 @@ impl TestApp {
 
     pub async fn start(settings: Settings, source: ConfigSource, db: Option<TestDb>, dir: tempfile::TempDir) -> TestApp {
         let app = kairos::startup::App::build(settings, source).await.expect("app builds");
+        let app = Self::serve(app, db, dir).await;
+        app.wait_ready().await;
+        app
+    }
+
+    /// Like `spawn`, on a store the test opened itself (to close its pool, say).
+    pub async fn spawn_on(backend: Backend, adjust: impl FnOnce(&mut Settings)) -> (TestApp, StorePool) {
+        let opened = OpenedStore::open(backend, adjust).await;
+        let pool = opened.pool.clone();
+        (opened.start().await, pool)
+    }
+
+    async fn serve(app: kairos::startup::App, db: Option<TestDb>, dir: tempfile::TempDir) -> TestApp {
         let base = format!("http://{}", app.addr);
         let store = app.state.store.clone();
         let state = app.state.clone();
@@ -174,6 +259,20 @@ impl TestApp {
         }));
         let dir = tempfile::tempdir().unwrap();
         TestApp { base, client: reqwest::Client::new(), store, state, shutdown: Some(tx), server: Some(server), db: None, dir }
+    }
+
+    /// Waits until `/readyz` answers 200 (the first refresh from the store has completed);
+    /// panics if that takes longer than a minute (a hang guard, not a speed check).
+    pub async fn wait_ready(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let r = self.client.get(self.url("/readyz")).send().await.unwrap();
+            if r.status() == StatusCode::OK {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "not ready after a minute: {}", r.text().await.unwrap_or_default());
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -4,9 +4,13 @@ mod helpers;
 
 mod auth_and_ops;
 mod catalog_and_users;
+mod connections;
 mod crash;
 mod hardening;
 mod ingest;
 mod models;
+mod outage;
 mod pushes;
 mod recommendations;
+mod refusals;
+mod schemathesis;
