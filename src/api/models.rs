@@ -15,10 +15,9 @@ use super::{ApiError, ApiResult, AppState, json_body};
 use crate::domain::FieldError;
 use crate::engine::trainer::{RunOutcome, TrainingRun};
 use crate::parse::Fields;
+use crate::engine::{PUSH_RESPONSE, RANKER};
 use crate::store::ModelRow;
 
-/// Kind of the learned ranker's rows.
-const RANKER: &str = "ranker";
 /// Versions listed.
 const LISTED: i64 = 50;
 
@@ -42,19 +41,44 @@ pub struct ModelList {
     pub last_run: Option<TrainingRun>,
     /// The latest versions, newest first, with what their training measured.
     pub models: Vec<ModelRow>,
+    /// The push-response model (what the learned push policy decides with).
+    pub push_response: ResponseModels,
+}
+
+/// The push-response model's versions: the latest trained one is in force.
+#[derive(Serialize, ToSchema)]
+pub struct ResponseModels {
+    /// The version in force in the store; `null`: none yet, the hand-set push policy decides.
+    pub in_force: Option<i64>,
+    /// The version this replica decides with now, or why it decides by the hand-set policy.
+    pub serving: Option<u64>,
+    pub fallback: Option<String>,
+    pub models: Vec<ModelRow>,
 }
 
 /// The learned ranker's versions.
 #[utoipa::path(get, path = "/v1/admin/models", tag = "admin",
     responses((status = 200, body = ModelList)), security(("api_key" = [])))]
 pub async fn list_models(State(state): State<AppState>) -> ApiResult<Json<ModelList>> {
-    let (models, in_force) = tokio::try_join!(state.store.list_models(RANKER, LISTED), state.store.model_in_force(RANKER))?;
+    let (models, in_force, response_models, response_in_force) = tokio::try_join!(
+        state.store.list_models(RANKER, LISTED),
+        state.store.model_in_force(RANKER),
+        state.store.list_models(PUSH_RESPONSE, LISTED),
+        state.store.model_in_force(PUSH_RESPONSE),
+    )?;
+    let (serving_response, fallback) = state.engine.response_model();
     Ok(Json(ModelList {
         in_force: in_force.map(|(v, _)| v),
         pinned: in_force.is_some_and(|(_, p)| p),
         serving: state.trainer.serving().map(|m| m.version),
         last_run: state.trainer.last_run(),
         models,
+        push_response: ResponseModels {
+            in_force: response_in_force.map(|(v, _)| v),
+            serving: serving_response.as_ref().map(|m| m.version),
+            fallback: serving_response.is_none().then(|| fallback.to_string()),
+            models: response_models,
+        },
     }))
 }
 
@@ -99,6 +123,7 @@ pub async fn train(State(state): State<AppState>, q: Params) -> ApiResult<(Statu
         events_used: 0,
         report: None,
         secs: 0.0,
+        push_response: None,
     };
     tokio::spawn(async move {
         if let Err(e) = trainer.train_now().await {

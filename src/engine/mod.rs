@@ -34,6 +34,7 @@ use crate::rank::stats::{Stats, StatsConfig};
 use crate::store::{Store, StoreResult};
 
 mod models;
+pub use models::{PUSH_RESPONSE, RANKER};
 mod refresh;
 mod users;
 pub mod trainer;

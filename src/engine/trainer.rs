@@ -16,13 +16,14 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::Engine;
-use super::models::RANKER;
+use super::models::{PUSH_RESPONSE, RANKER};
 use crate::clock::Clock;
 use crate::config::LiveTuning;
 use crate::domain::Event;
+use crate::push::frequency::response::{self as push_response, FitSettings, ResponseExample};
 use crate::rank::learn::{self, FitReport, Outcome};
 use crate::rank::ranker::Ranker;
-use crate::store::{NewModel, Store, StoreResult};
+use crate::store::{NewModel, PushOutcomeRow, Store, StoreResult};
 
 /// How often a replica checks whether a training is due.
 const CHECK_EVERY: Duration = Duration::from_secs(60);
@@ -62,6 +63,21 @@ pub struct TrainingRun {
     #[schema(value_type = Option<Object>)]
     pub report: Option<FitReport>,
     pub secs: f64,
+    /// The push-response model's training in the same run (`null` when the run was busy).
+    pub push_response: Option<ResponseRun>,
+}
+
+/// The push-response model's part of a training run.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ResponseRun {
+    /// `deployed` (in force now) or `skipped` (see `reason`; the model in force stays).
+    pub outcome: RunOutcome,
+    pub version: Option<i64>,
+    pub reason: Option<String>,
+    /// Fetched pushes of the window with recorded features, and how many were trained on
+    /// (settled, with features this build reads).
+    pub pushes_read: usize,
+    pub pushes_used: usize,
 }
 
 pub struct Trainer {
@@ -97,25 +113,37 @@ impl Trainer {
             events_used: 0,
             report: None,
             secs: 0.0,
+            push_response: None,
         };
         let Ok(_one) = self.busy.try_lock() else { return Ok(busy("a training is running on this replica")) };
         if !self.store.try_lease(LEASE_NAME, self.holder, started_at + LEASE, started_at).await? {
             return Ok(busy("another replica is training"));
         }
         let run = self.train_leased(started_at).await;
+        let response = match &run {
+            Ok(_) => Some(self.train_response(started_at).await),
+            Err(_) => None,
+        };
         self.store.release_lease(LEASE_NAME, self.holder).await?;
-        let run = run?;
+        let mut run = run?;
+        run.push_response = response.transpose()?;
         let outcome = match run.outcome {
             RunOutcome::Deployed => "deployed",
             RunOutcome::Kept => "kept",
             RunOutcome::Skipped => "skipped",
             RunOutcome::Busy => "busy",
         };
-        metrics::counter!("kairos_trainings_total", "outcome" => outcome).increment(1);
+        metrics::counter!("kairos_trainings_total", "kind" => RANKER, "outcome" => outcome).increment(1);
         metrics::histogram!("kairos_training_seconds").record(run.secs);
         match &run.reason {
             Some(reason) => tracing::warn!(outcome, %reason, "training skipped"),
             None => tracing::info!(outcome, version = ?run.version, secs = run.secs, "training finished"),
+        }
+        if let Some(r) = &run.push_response {
+            match &r.reason {
+                Some(reason) => tracing::warn!(%reason, pushes = r.pushes_used, "push-response training skipped; the model in force stays"),
+                None => tracing::info!(version = ?r.version, pushes = r.pushes_used, "push-response model deployed"),
+            }
         }
         *self.last.lock().expect("trainer lock") = Some(run.clone());
         Ok(run)
@@ -146,6 +174,7 @@ impl Trainer {
             events_used: used,
             report,
             secs: clock.elapsed().as_secs_f64(),
+            push_response: None,
         };
         let (fit, deploy) = match outcome {
             Outcome::Skip(why) => return Ok(run(RunOutcome::Skipped, None, Some(why), None)),
@@ -167,6 +196,45 @@ impl Trainer {
             self.engine.load_model().await?;
         }
         Ok(run(if deploy { RunOutcome::Deployed } else { RunOutcome::Kept }, Some(version), None, Some(report)))
+    }
+
+    /// Trains the push-response model on the window's fetched pushes whose outcome is settled
+    /// (their ignore window is over), the last settled day held out for the deployment rule
+    /// (beat the population's open rate). A deployed model is in force at once; a skipped
+    /// training keeps the one in force.
+    async fn train_response(&self, now: DateTime<Utc>) -> StoreResult<ResponseRun> {
+        let tuning = self.tuning.get();
+        let from = now - TimeDelta::seconds((tuning.model.train_window_days * 86_400.0) as i64);
+        let rows = self.store.push_outcomes(from, now).await?;
+        let window = TimeDelta::seconds((tuning.frequency.ignore_window_hours * 3600.0) as i64);
+        let known = push_response::settled(&response_examples(&rows), now, window);
+        let (read, used) = (rows.len(), known.len());
+        let settings = FitSettings { min_pushes: tuning.frequency.response_min_pushes, ..FitSettings::default() };
+        let holdout_from = now - window - TimeDelta::days(1);
+        let fitted = tokio::task::spawn_blocking(move || push_response::fit(&known, holdout_from, settings))
+            .await
+            .expect("the training thread does not panic");
+        let run = |outcome, version, reason| ResponseRun { outcome, version, reason, pushes_read: read, pushes_used: used };
+        let model = match fitted {
+            Ok(model) => model,
+            Err(why) => {
+                metrics::counter!("kairos_trainings_total", "kind" => PUSH_RESPONSE, "outcome" => "skipped").increment(1);
+                return Ok(run(RunOutcome::Skipped, None, Some(why)));
+            }
+        };
+        let stored = NewModel {
+            kind: PUSH_RESPONSE.into(),
+            created_at: now,
+            window_from: from,
+            window_to: now,
+            deploy: true,
+            metrics: serde_json::json!({ "outcome": "deployed", "pushes": used, "open_rate": model.p0 }),
+            params: model.to_json(),
+        };
+        let version = self.store.insert_model(&stored).await?;
+        metrics::counter!("kairos_trainings_total", "kind" => PUSH_RESPONSE, "outcome" => "deployed").increment(1);
+        self.engine.load_model().await?;
+        Ok(run(RunOutcome::Deployed, Some(version), None))
     }
 
     /// The window's events, in log order. Beyond `max` events, only a deterministic share of
@@ -219,6 +287,22 @@ impl Trainer {
         let tuning = self.tuning.get();
         self.engine.ranker(&tuning, &self.engine.kind_weights(&tuning))
     }
+}
+
+/// The pushes whose recorded features this build reads (a push planned by an older format's
+/// policy is left out), with what came of them.
+fn response_examples(rows: &[PushOutcomeRow]) -> Vec<ResponseExample> {
+    rows.iter()
+        .filter_map(|r| {
+            Some(ResponseExample {
+                at: r.send_at,
+                features: serde_json::from_value(r.features.clone()).ok()?,
+                opened: r.opened,
+                converted: r.converted,
+                unsubscribed: r.unsubscribed,
+            })
+        })
+        .collect()
 }
 
 /// An event's local UTC offset: its device's time zone when it names one, else UTC.

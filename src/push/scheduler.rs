@@ -18,6 +18,7 @@ use uuid::Uuid;
 use crate::clock::Clock;
 use crate::config::LiveTuning;
 use crate::domain::{Event, User};
+use crate::push::frequency::response::RecentLog;
 use crate::push::frequency::{DecideContext, Decision, PushState, Recipient};
 use crate::engine::{Engine, PushCandidate};
 use crate::store::{Push, PushStatus, Store, StoreError, UserPlan};
@@ -161,7 +162,6 @@ impl Scheduler {
                 state.resubscribe(user.resubscribed_at.unwrap_or(now));
             }
             let best = candidate.best.filter(|b| !state.is_suppressed(&b.item_id, now) && !state.pushed_recently(&b.item_id, now, cfg));
-            let last = history.last();
             let ctx = DecideContext {
                 user: Recipient::from(user),
                 best_item_score: best.as_ref().map(|b| b.score),
@@ -169,8 +169,7 @@ impl Scheduler {
                 population: &population,
                 model: response.as_deref(),
                 fallback: response.is_none().then_some(fallback),
-                last_active: last.map(|e| e.ts),
-                mobile: last.is_some_and(|e| e.context.device == Some(crate::domain::Device::Mobile)),
+                recent: RecentLog::of(history, best.as_ref().map(|b| b.item_id.as_str()), now),
                 draw: crate::push::frequency::exploration_draw(&user.user_id, now),
             };
             let decision = state.decide(&ctx, now, cfg);

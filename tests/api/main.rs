@@ -10,6 +10,7 @@ mod hardening;
 mod ingest;
 mod models;
 mod outage;
+mod push_learning;
 mod pushes;
 mod recommendations;
 mod refusals;

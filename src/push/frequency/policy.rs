@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use super::histogram::ActivityHistogram;
 use super::state::{LocalWeek, PushState, local_date};
-use super::response::{Predicted, ResponseFeatures, ResponseModel};
+use super::response::{Predicted, RecentLog, ResponseFeatures, ResponseModel};
 use super::{FrequencyConfig, is_in_holdout};
 use crate::domain::{QuietHours, User};
 
@@ -48,7 +48,7 @@ impl<'a> From<&'a User> for Recipient<'a> {
 }
 
 /// Everything besides the user's state that a decision depends on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct DecideContext<'a> {
     pub user: Recipient<'a>,
     /// Score of the best item that may be pushed to the user now (not suppressed, not pushed
@@ -63,9 +63,8 @@ pub struct DecideContext<'a> {
     pub model: Option<&'a ResponseModel>,
     /// Why there is no model, shown in the decision (`None` with a model).
     pub fallback: Option<&'a str>,
-    /// The user's last event, and whether it came from a mobile device.
-    pub last_active: Option<DateTime<Utc>>,
-    pub mobile: bool,
+    /// What the user's log says near now (last event, device, the last day, the item).
+    pub recent: RecentLog,
     /// A uniform draw in `[0, 1)` for exploration, fixed per (user, instant) by the caller.
     pub draw: f64,
 }
@@ -73,7 +72,7 @@ pub struct DecideContext<'a> {
 impl<'a> DecideContext<'a> {
     /// A context with no model, no known activity and a draw that never explores.
     pub fn basic(user: Recipient<'a>, best_item_score: Option<f64>, global_budget_left: u32, population: &'a ActivityHistogram) -> Self {
-        DecideContext { user, best_item_score, global_budget_left, population, model: None, fallback: None, last_active: None, mobile: false, draw: 1.0 }
+        DecideContext { user, best_item_score, global_budget_left, population, model: None, fallback: None, recent: RecentLog::default(), draw: 1.0 }
     }
 }
 

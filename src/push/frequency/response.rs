@@ -1,4 +1,3 @@
-// Over 400 lines: one model (features, heads, loading, fitting) and the tests of what it learns.
 //! The push-response model: who opens a push when, who converts from it, who unsubscribes.
 //!
 //! Trained on the service's own push log (each fetched push with the [`ResponseFeatures`]
@@ -16,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// The format tag of the parameters this build reads and writes.
-pub const FORMAT: &str = "kairos-push-response/1";
+pub const FORMAT: &str = "kairos-push-response/2";
 /// Pushes of pseudo-evidence with which a user's open rate is shrunk to the population's.
 const PRIOR_PUSHES: f64 = 5.0;
 /// Stand-in for "never" in the hours-since features (about six weeks).
@@ -39,12 +38,18 @@ pub struct ResponseFeatures {
     pub opens: u64,
     /// Hours since the user last opened a push.
     pub hours_since_open: Option<f64>,
-    /// Pushes in a row with no positive response.
+    /// Pushes in a row with no positive response, and pushes ignored in the 7 days before.
     pub ignored_streak: u32,
+    pub ignored_7d: u32,
     /// The pushed item's ranking score.
     pub item_score: Option<f64>,
-    /// Days since the user's last event.
-    pub days_since_active: Option<f64>,
+    /// Hours since the user last touched the pushed item (never: `null`), and how often they did.
+    pub item_hours_since_touch: Option<f64>,
+    pub item_touches: u32,
+    /// Hours since the user's last event (none known: `null`).
+    pub hours_since_active: Option<f64>,
+    /// The user's events in the 24 hours before (as far as known when the push is planned).
+    pub events_24h: u32,
     /// The send time falls on a Saturday or Sunday in the user's time zone.
     pub weekend: bool,
     /// The user's latest event came from a mobile device.
@@ -52,9 +57,10 @@ pub struct ResponseFeatures {
 }
 
 /// The model's inputs, in order, after the transforms of [`ResponseFeatures::vector`].
-pub const INPUTS: [&str; 14] = [
+pub const INPUTS: [&str; 19] = [
     "activity", "log_hours_since_push", "never_pushed", "pushes_24h", "fatigue", "open_rate", "log_sent",
-    "log_hours_since_open", "ignored_streak", "item_score", "no_item", "log_days_since_active", "weekend", "mobile",
+    "log_hours_since_open", "ignored_streak", "ignored_7d", "item_score", "no_item", "log_item_hours_since_touch",
+    "item_never_touched", "log_item_touches", "log_hours_since_active", "log_events_24h", "weekend", "mobile",
 ];
 
 impl ResponseFeatures {
@@ -71,9 +77,14 @@ impl ResponseFeatures {
             (self.sent as f64).ln_1p(),
             log_hours(self.hours_since_open),
             f64::from(self.ignored_streak),
+            f64::from(self.ignored_7d),
             self.item_score.unwrap_or(0.0),
             f64::from(u8::from(self.item_score.is_none())),
-            self.days_since_active.unwrap_or(NEVER_HOURS / 24.0).max(0.0).ln_1p(),
+            log_hours(self.item_hours_since_touch),
+            f64::from(u8::from(self.item_hours_since_touch.is_none())),
+            f64::from(self.item_touches).ln_1p(),
+            log_hours(self.hours_since_active),
+            f64::from(self.events_24h).ln_1p(),
             f64::from(u8::from(self.weekend)),
             f64::from(u8::from(self.mobile)),
         ]
@@ -87,6 +98,43 @@ impl ResponseFeatures {
     /// Hours from `from` to `to`, if there is a `from`.
     pub fn hours_between(from: Option<DateTime<Utc>>, to: DateTime<Utc>) -> Option<f64> {
         from.map(|f| ((to - f).num_seconds() as f64 / 3600.0).max(0.0))
+    }
+}
+
+/// What the user's own log says at a decision, as the response features read it: their last
+/// event, the times of their events in the last day, and their touches of the item to push.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RecentLog {
+    pub last_active: Option<DateTime<Utc>>,
+    /// The last event came from a mobile device.
+    pub mobile: bool,
+    /// Times of the events of the 24 hours up to the decision.
+    pub last_day: Vec<DateTime<Utc>>,
+    /// The user's last touch of the item to push, and how many events named it.
+    pub item_last_touch: Option<DateTime<Utc>>,
+    pub item_touches: u32,
+}
+
+impl RecentLog {
+    /// Reads `history` (in time order) up to `now`, for a push of `item_id`.
+    pub fn of(history: &[crate::domain::Event], item_id: Option<&str>, now: DateTime<Utc>) -> RecentLog {
+        let past = &history[..history.partition_point(|e| e.ts <= now)];
+        let last = past.last();
+        let day_start = now - TimeDelta::hours(24);
+        let touches = || past.iter().filter(|e| item_id.is_some() && e.item_id.as_deref() == item_id);
+        RecentLog {
+            last_active: last.map(|e| e.ts),
+            mobile: last.is_some_and(|e| e.context.device == Some(crate::domain::Device::Mobile)),
+            last_day: past.iter().rev().take_while(|e| e.ts > day_start).map(|e| e.ts).collect(),
+            item_last_touch: touches().last().map(|e| e.ts),
+            item_touches: u32::try_from(touches().count()).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// Events known in the 24 hours before `t` (a later `t` counts only what is known now).
+    pub fn events_before(&self, t: DateTime<Utc>) -> u32 {
+        let from = t - TimeDelta::hours(24);
+        u32::try_from(self.last_day.iter().filter(|x| **x > from && **x <= t).count()).unwrap_or(u32::MAX)
     }
 }
 
@@ -220,12 +268,14 @@ pub struct FitSettings {
     /// Adam iterations over the whole set.
     pub iterations: usize,
     pub learning_rate: f64,
-    pub l2: f64,
+    /// Precision of the Gaussian prior on the (standardised) weights, in examples: the L2
+    /// penalty on the mean loss is `prior / n`, so it weakens as the push log grows.
+    pub prior: f64,
 }
 
 impl Default for FitSettings {
     fn default() -> Self {
-        FitSettings { min_pushes: 200, iterations: 400, learning_rate: 0.05, l2: 1e-2 }
+        FitSettings { min_pushes: 200, iterations: 400, learning_rate: 0.05, prior: 50.0 }
     }
 }
 
@@ -276,6 +326,7 @@ fn fit_on(examples: &[&ResponseExample], s: FitSettings) -> ResponseModel {
     let head = |label: &dyn Fn(&ResponseExample) -> bool| -> Head {
         let ys: Vec<f64> = examples.iter().map(|e| f64::from(u8::from(label(e)))).collect();
         let rate = (ys.iter().sum::<f64>() + 0.5) / (n + 1.0);
+        let l2 = s.prior / n;
         let mut theta = vec![0.0; width + 1];
         theta[width] = (rate / (1.0 - rate)).ln();
         let (mut m, mut v) = (vec![0.0; width + 1], vec![0.0; width + 1]);
@@ -289,7 +340,7 @@ fn fit_on(examples: &[&ResponseExample], s: FitSettings) -> ResponseModel {
                 grad[width] += (p - y) / n;
             }
             for k in 0..width {
-                grad[k] += s.l2 * theta[k];
+                grad[k] += l2 * theta[k];
             }
             let (b1, b2) = (0.9f64, 0.999f64);
             for k in 0..=width {
@@ -321,94 +372,4 @@ pub fn hours(d: TimeDelta) -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::TimeZone;
-    use rand::rngs::SmallRng;
-    use rand::{Rng, SeedableRng};
-
-    fn features(activity: f64, pushes_24h: u32) -> ResponseFeatures {
-        ResponseFeatures {
-            activity,
-            hours_since_push: Some(30.0),
-            pushes_24h,
-            fatigue: 0.5,
-            sent: 4,
-            opens: 1,
-            hours_since_open: None,
-            ignored_streak: 1,
-            item_score: Some(0.5),
-            days_since_active: Some(0.2),
-            weekend: false,
-            mobile: true,
-        }
-    }
-
-    /// Pushes whose opens follow a planted rule: active hours open, crowded days do not.
-    fn planted(n: usize, seed: u64) -> Vec<ResponseExample> {
-        let mut rng = SmallRng::seed_from_u64(seed);
-        let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
-        (0..n)
-            .map(|i| {
-                let activity: f64 = rng.random();
-                let pushes = rng.random_range(0..4u32);
-                let p = sigmoid(-2.0 + 4.0 * activity - 0.8 * f64::from(pushes));
-                let opened = rng.random::<f64>() < p;
-                ResponseExample {
-                    at: t0 + TimeDelta::minutes(i as i64),
-                    features: features(activity, pushes),
-                    opened,
-                    converted: opened && rng.random::<f64>() < 0.3,
-                    unsubscribed: !opened && rng.random::<f64>() < 0.02,
-                }
-            })
-            .collect()
-    }
-
-    #[test]
-    fn the_model_learns_the_planted_effects_and_beats_the_population_rate_on_held_out_pushes() {
-        let data = planted(3000, 1);
-        let holdout = data[2400].at;
-        let m = fit(&data, holdout, FitSettings::default()).expect("trains and passes the held-out rule");
-        let active = m.predict(&features(0.9, 0)).open;
-        let idle = m.predict(&features(0.1, 0)).open;
-        let crowded = m.predict(&features(0.9, 3)).open;
-        assert!(active > 2.0 * idle, "active hours open more: {active} vs {idle}");
-        assert!(crowded < active, "a crowded day opens less: {crowded} vs {active}");
-        let p = m.predict(&features(0.5, 1));
-        assert!(p.convert < p.open && p.unsubscribe < p.open);
-        let again = ResponseModel::from_json(3, &m.to_json()).unwrap();
-        assert_eq!(again.predict(&features(0.3, 1)), m.predict(&features(0.3, 1)), "a round trip predicts the same");
-        assert_eq!(again.version, 3);
-    }
-
-    #[test]
-    fn a_new_user_is_predicted_like_the_population_and_a_known_one_by_their_own_record() {
-        let m = fit(&planted(3000, 2), Utc::now(), FitSettings::default()).unwrap();
-        let new = ResponseFeatures { sent: 0, opens: 0, ..features(0.5, 0) };
-        let fan = ResponseFeatures { sent: 40, opens: 40, ..features(0.5, 0) };
-        let z_new = new.vector(m.p0);
-        assert!((z_new[5] - m.p0).abs() < 1e-12, "no pushes yet: the population's open rate");
-        assert!(fan.vector(m.p0)[5] > 0.85, "forty opens of forty: near their own rate");
-    }
-
-    #[test]
-    fn too_little_data_or_a_useless_model_is_refused_with_the_reason() {
-        let small = planted(50, 3);
-        assert!(fit(&small, Utc::now(), FitSettings::default()).unwrap_err().contains("at least 200"));
-        let mut none = planted(500, 4);
-        none.iter_mut().for_each(|e| e.opened = false);
-        assert!(fit(&none, Utc::now(), FitSettings::default()).unwrap_err().contains("nothing to learn"));
-    }
-
-    #[test]
-    fn corrupt_or_incompatible_parameters_are_refused() {
-        let m = fit(&planted(1000, 5), Utc::now(), FitSettings::default()).unwrap();
-        assert!(matches!(ResponseModel::from_json(1, "{"), Err(ResponseModelError::Malformed(_))));
-        let wrong = m.to_json().replace(FORMAT, "kairos-push-response/0");
-        assert!(matches!(ResponseModel::from_json(1, &wrong), Err(ResponseModelError::Incompatible(_))));
-        let mut v: serde_json::Value = serde_json::from_str(&m.to_json()).unwrap();
-        v["scale"][0] = serde_json::json!(-1.0);
-        assert!(matches!(ResponseModel::from_json(1, &v.to_string()), Err(ResponseModelError::Invalid)));
-    }
-}
+mod tests;

@@ -80,10 +80,18 @@ impl PushState {
             opens: self.totals.opened,
             hours_since_open: ResponseFeatures::hours_between(last_open, t),
             ignored_streak: self.consecutive_ignored,
+            ignored_7d: self
+                .recent_pushes
+                .iter()
+                .filter(|p| p.outcome == PushOutcome::Ignored && p.sent_at > t - TimeDelta::days(7) && p.sent_at <= t)
+                .count() as u32,
             item_score,
-            days_since_active: ResponseFeatures::hours_between(ctx.last_active, t).map(|h| h / 24.0),
+            item_hours_since_touch: ResponseFeatures::hours_between(ctx.recent.item_last_touch, t),
+            item_touches: ctx.recent.item_touches,
+            hours_since_active: ResponseFeatures::hours_between(ctx.recent.last_active, t),
+            events_24h: ctx.recent.events_before(t),
             weekend: ResponseFeatures::is_weekend(t, tz),
-            mobile: ctx.mobile,
+            mobile: ctx.recent.mobile,
         }
     }
 

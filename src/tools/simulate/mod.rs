@@ -84,12 +84,13 @@ use crate::push::frequency::{
     ActivityHistogram, DecideContext, Decision, Feedback, FeedbackKind, FrequencyConfig, PushState, Recipient, fnv1a64,
     is_in_holdout,
 };
-use crate::push::frequency::response::{self as push_response, ResponseExample, ResponseFeatures, ResponseModel as PushResponseModel};
+use crate::push::frequency::response::{self as push_response, RecentLog, ResponseExample, ResponseFeatures, ResponseModel as PushResponseModel};
 use crate::rank::profile::{InterestVector, ProfileParams};
 use crate::rank::scoring::{Request as ScoringRequest, Scorer};
 use crate::rank::stats::{Observation, Stats};
 
 
+mod learned;
 mod params;
 mod render;
 mod replay;
@@ -248,7 +249,7 @@ pub fn simulate(data: &Dataset, params: &SimParams, tuning: &Tuning, progress: b
         match s.action {
             Action::Decide => sim.decide(world, turn, &replay, &mut ranker, &mut queue),
             Action::FixedSend => sim.fixed_send(world, turn, &replay, &mut ranker, &mut queue),
-            Action::Train => train_response(world, s.at, cfg),
+            Action::Train => learned::train_response(world, s.at, cfg),
             Action::Feedback { push_id, item_id, kind } => {
                 if let Some(&n) = world.example_of.get(&push_id) {
                     let e = &mut world.examples[n];
@@ -346,19 +347,12 @@ pub fn simulate(data: &Dataset, params: &SimParams, tuning: &Tuning, progress: b
         .iter()
         .find(|w| w.variant.is_none() && arms[w.arm].1 == Policy::Adaptive)
         .and_then(|w| FrequencySummary::of(&w.users, &data.user_ids, cfg));
-    let adaptive_decisions = worlds
+    let adaptive_decisions = learned::decisions(&worlds, &arms, Policy::Adaptive);
+    let learned_decisions = learned::decisions(&worlds, &arms, Policy::Learned);
+    let learned_model = worlds
         .iter()
-        .find(|w| w.variant.is_none() && arms[w.arm].1 == Policy::Adaptive)
-        .map(|w| {
-            let mut v: Vec<(String, u64)> = w.skips.iter().map(|(k, n)| (k.to_string(), *n)).collect();
-            v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-            v
-        })
-        .unwrap_or_default();
-
-    for w in worlds.iter().filter(|w| w.variant.is_none() && arms[w.arm].1 == Policy::Learned) {
-        eprintln!("LEARNED skips {:?} model {}", w.skips, w.response.is_some());
-    }
+        .find(|w| w.variant.is_none() && arms[w.arm].1 == Policy::Learned)
+        .and_then(|w| w.response_note.clone());
     Ok(SimReport {
         users: n_users,
         events: data.rows.len(),
@@ -371,6 +365,8 @@ pub fn simulate(data: &Dataset, params: &SimParams, tuning: &Tuning, progress: b
         sensitivity,
         sensitivity_base,
         adaptive_decisions,
+        learned_decisions,
+        learned_model,
         adaptive_frequency,
         params: params.clone(),
         frequency: cfg.clone(),
@@ -379,23 +375,4 @@ pub fn simulate(data: &Dataset, params: &SimParams, tuning: &Tuning, progress: b
         runtime: started.elapsed(),
         command: String::new(),
     })
-}
-
-/// The learned arm's training: the service's push-response trainer on the pushes of the warm-up
-/// whose outcome is known by `now` (an unanswered push counts once its ignore window is over),
-/// the last settled day held out for the deployment rule. Never the simulator's parameters.
-fn train_response(world: &mut World, now: DateTime<Utc>, cfg: &FrequencyConfig) {
-    let window = TimeDelta::seconds((cfg.ignore_window_hours * 3600.0) as i64);
-    let known = push_response::settled(&world.examples, now, window);
-    // The last settled day is held out for the deployment rule.
-    let holdout_from = now - window - TimeDelta::days(1);
-    let settings = push_response::FitSettings { min_pushes: cfg.response_min_pushes, ..push_response::FitSettings::default() };
-    match push_response::fit(&known, holdout_from, settings) {
-        Ok(model) => {
-            world.response_note = Some(format!("trained on {} pushes of the warm-up ({} opened)", known.len(), known.iter().filter(|e| e.opened).count()));
-            eprintln!("TRAIN ok: {:?} p0 {:.3}", world.response_note, model.p0);
-            world.response = Some(model);
-        }
-        Err(why) => { eprintln!("TRAIN fail: {why}"); if world.response.is_none() { world.response_note = Some(format!("no model: {why}")) } }
-    }
 }

@@ -164,11 +164,14 @@ impl SimReport {
                 self.frequency.f_max,
             ));
         }
-        if !self.adaptive_decisions.is_empty() {
-            s.push_str("\nThe adaptive arm's decisions (first replication), by outcome: ");
-            let parts: Vec<String> = self.adaptive_decisions.iter().map(|(k, n)| format!("{k} {n}")).collect();
-            s.push_str(&parts.join(", "));
-            s.push_str(".\n");
+        for (arm, decisions) in [("adaptive", &self.adaptive_decisions), ("learned", &self.learned_decisions)] {
+            if !decisions.is_empty() {
+                let parts: Vec<String> = decisions.iter().map(|(k, n)| format!("{k} {n}")).collect();
+                s.push_str(&format!("\nThe {arm} arm's decisions (first replication), by outcome: {}.\n", parts.join(", ")));
+            }
+        }
+        if let Some(note) = &self.learned_model {
+            s.push_str(&format!("The learned arm's push-response model (first replication, last retrain): {note}.\n"));
         }
 
         s.push_str(&self.reading());

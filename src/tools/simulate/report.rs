@@ -59,6 +59,9 @@ pub struct SimReport {
     pub sensitivity_base: Vec<(String, f64, f64, Option<f64>)>,
     /// The adaptive arm's decisions by outcome (first replication).
     pub adaptive_decisions: Vec<(String, u64)>,
+    /// The learned arm's decisions by outcome (first replication), and its model's last training.
+    pub learned_decisions: Vec<(String, u64)>,
+    pub learned_model: Option<String>,
     /// The adaptive arm's target frequencies (first replication, users outside the holdout).
     pub adaptive_frequency: Option<FrequencySummary>,
     pub params: SimParams,

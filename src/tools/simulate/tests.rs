@@ -84,6 +84,7 @@ fn small_params() -> SimParams {
             window_end: "2017-11-29T00:00:00+08:00".into(),
             replications: 2,
             sensitivity_replications: 1,
+            push_warmup_days: 1.0,
             ..ReplayParams::default()
         },
         sensitivity: vec![Variant { key: "unsubscribe.per_ignored".into(), value: 0.5 }],
@@ -113,7 +114,8 @@ fn the_simulation_is_deterministic_with_a_seed() {
     assert_eq!(holdout.per_1000.pushes, 0.0);
     assert!(a.arms.iter().all(|x| x.per_1000.organic_conversions == holdout.per_1000.conversions));
     // 3 pushes a day means more pushes than 1 a day.
-    assert!(a.arms[2].per_1000.pushes > a.arms[1].per_1000.pushes);
+    let arm = |prefix: &str| a.arms.iter().find(|x| x.name.starts_with(prefix)).expect("the arm");
+    assert!(arm("fixed 3").per_1000.pushes > arm("fixed 1").per_1000.pushes);
     let md = a.to_markdown();
     assert!(md.contains("This is a simulation") && md.contains("opens per unsubscribe"));
 

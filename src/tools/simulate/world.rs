@@ -317,7 +317,6 @@ impl Sim<'_> {
             world.sent_last_minute.pop_front();
         }
         let budget = cfg.global_rate_per_minute.saturating_sub(world.sent_last_minute.len() as u32);
-        let last = replay.histories[user].iter().rev().find(|e| e.ts <= now);
         let learned = self.arms[world.arm].1 == Policy::Learned;
         let ctx = DecideContext {
             user: recipient,
@@ -326,8 +325,7 @@ impl Sim<'_> {
             population: &replay.population,
             model: world.response.as_ref(),
             fallback: Some(world.response_note.as_deref().unwrap_or("no push-response model trained yet")),
-            last_active: last.map(|e| e.ts),
-            mobile: false,
+            recent: RecentLog::of(&replay.histories[user], best.as_ref().map(|b| b.item_id.as_str()), now),
             draw: crate::push::frequency::exploration_draw(user_id, now),
         };
         // The learned arm explores more while it gathers its training data.
