@@ -196,6 +196,9 @@ impl Scheduler {
             let label = decision.skip_reason().map_or("send", |r| r.as_str());
             let policy = if response.is_some() { "learned" } else { "hand-set" };
             metrics::counter!("kairos_scheduler_decisions_total", "decision" => label, "policy" => policy).increment(1);
+            if response.is_none() {
+                metrics::counter!("kairos_push_policy_fallbacks_total", "reason" => fallback).increment(1);
+            }
             let push_features = push.as_ref().and_then(|_| decision.inputs().features.as_ref()).and_then(|f| serde_json::to_string(f).ok());
             let next_due_at = decision.next_check_at().unwrap_or(now + IDLE_RECHECK).max(now + TimeDelta::seconds(1));
             let state_json = serde_json::to_string(&state).map_err(|e| StoreError::Corrupt(format!("push state: {e}")))?;

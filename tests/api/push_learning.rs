@@ -1,9 +1,11 @@
 //! The learned push policy over HTTP: the gateway's feedback on fetched pushes becomes the push
 //! log the trainer fits the push-response model on; too few settled pushes is a skipped
 //! training with its reason and the hand-set policy keeps deciding; enough, with a planted
-//! difference between users, is a model deployed, listed and decided with.
+//! difference between users, is a model deployed, listed and decided with; a corrupt stored
+//! model is refused at load and the hand-set policy decides, saying why.
 
 use chrono::TimeDelta;
+use kairos::store::NewModel;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -93,4 +95,36 @@ async fn the_push_policy_learns_from_the_gateways_feedback_once_enough_pushes_ar
     app.stop().await;
 }
 
-on_both_stores!(the_push_policy_learns_from_the_gateways_feedback_once_enough_pushes_are_settled);
+async fn a_corrupt_stored_push_response_model_is_refused_and_the_hand_set_policy_decides_saying_why(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let now = freeze(&app);
+    shopper(&app, "cz", true).await;
+    // A format this build does not read, and a document that is not JSON.
+    for params in [r#"{"format":"kairos-push-response/1","version":1}"#, "{\"format\":"] {
+        let bad = NewModel {
+            kind: "push_response".into(),
+            created_at: now,
+            window_from: now,
+            window_to: now,
+            deploy: true,
+            metrics: json!({}),
+            params: params.into(),
+        };
+        let version = app.store.insert_model(&bad).await.unwrap();
+        app.state.engine.load_model().await.unwrap();
+        let listed: Value = app.get("/v1/admin/models", ADMIN_KEY).await.json().await.unwrap();
+        assert_eq!(listed["push_response"]["in_force"], version, "{listed}");
+        assert_eq!(listed["push_response"]["serving"], Value::Null, "refused: {listed}");
+        assert!(listed["push_response"]["fallback"].as_str().unwrap().contains("refused"), "{listed}");
+    }
+    app.state.scheduler.try_run_once(app.state.clock.now()).await.unwrap();
+    let inputs = &plan(&app, "cz").await["decisions"][0]["inputs"];
+    assert_eq!(inputs["policy"], "hand-set", "{inputs}");
+    assert!(inputs["fallback"].as_str().unwrap().contains("refused at load"), "{inputs}");
+    app.stop().await;
+}
+
+on_both_stores!(
+    the_push_policy_learns_from_the_gateways_feedback_once_enough_pushes_are_settled,
+    a_corrupt_stored_push_response_model_is_refused_and_the_hand_set_policy_decides_saying_why,
+);
