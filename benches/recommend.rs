@@ -28,6 +28,7 @@ use kairos::rank::context::{RequestContext, event_keys};
 use kairos::rank::decay::Decay;
 use kairos::domain::{Device, Event, EventContext, EventProps, Item};
 use kairos::rank::profile::{InterestVector, KindWeights, ProfileParams};
+use kairos::rank::ranker::{Ranker, RankerParams};
 use kairos::rank::scoring::{Request, Scorer, ScoringConfig};
 use kairos::rank::stats::{Observation, Stats, StatsConfig};
 
@@ -168,6 +169,21 @@ fn shipped() -> ScoringConfig {
     kairos::config::Settings::from_toml(text).expect("the shipped config is valid").tuning.scoring
 }
 
+/// A learned ranker over this build's features, every weight non-zero (its cost does not
+/// depend on the values).
+fn learned_ranker(kinds: &KindWeights) -> Ranker {
+    let names = kairos::rank::features::names(kinds);
+    let n = names.len();
+    let params = RankerParams {
+        format: kairos::rank::ranker::FORMAT.into(),
+        features: names.clone(),
+        mean: vec![0.0; n],
+        scale: vec![1.0; n],
+        weights: (0..n).map(|i| 1.0 / (1.0 + i as f32)).collect(),
+    };
+    Ranker::new(1, params, &names).expect("a valid ranker")
+}
+
 fn bench_recommend(c: &mut Criterion) {
     let mut g = c.benchmark_group("recommend");
     g.throughput(Throughput::Elements(1));
@@ -186,16 +202,20 @@ fn bench_recommend(c: &mut Criterion) {
             let users_hist: Vec<Vec<Event>> = (0..64).map(|u| history(&mut rng, &format!("q{u}"), items, 200, 14)).collect();
             let params = ProfileParams { decay: &decay, kind_weights: &weights, horizon_secs: cfg.horizon_hours * 3600.0 };
             let id = format!("{}k_items_{cache}", items / 1000);
-            let mut n = 0usize;
-            g.bench_function(BenchmarkId::new("top10_200_events", id), |b| {
-                b.iter(|| {
-                    n = (n + 1) % users_hist.len();
-                    let h = &users_hist[n];
-                    let profile = InterestVector::build(h, &cat, &params, now());
-                    let req = Request { n: 10, context: ctx.clone(), exclude: &exclude };
-                    Scorer { catalog: &cat, stats: &st, kinds: &weights, cfg: &cfg, model: None }.rank(&req, &profile, h, now())
-                })
-            });
+            // The hand-set blend, and a learned ranker (every feature weighted) on the same data.
+            let learned = learned_ranker(&weights);
+            for (name, model) in [("top10_200_events", None), ("top10_200_events_learned", Some(&learned))] {
+                let mut n = 0usize;
+                g.bench_function(BenchmarkId::new(name, &id), |b| {
+                    b.iter(|| {
+                        n = (n + 1) % users_hist.len();
+                        let h = &users_hist[n];
+                        let profile = InterestVector::build(h, &cat, &params, now());
+                        let req = Request { n: 10, context: ctx.clone(), exclude: &exclude };
+                        Scorer { catalog: &cat, stats: &st, kinds: &weights, cfg: &cfg, model }.rank(&req, &profile, h, now())
+                    })
+                });
+            }
         }
         // Cold start: no history, context-aware trending only.
         let cfg = shipped();

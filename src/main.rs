@@ -40,8 +40,9 @@ enum Command {
     Simulate(kairos::tools::simulate::SimulateOptions),
     /// Write a behaviour log with a planted behaviour (repeat or sequential), for `eval`.
     Synth(kairos::tools::synth::SynthOptions),
-    /// Train the learned ranker once on the configured store's log (as the service's trainer
-    /// does every `tuning.model.retrain_every_hours`), store it, deploy it if it wins.
+    /// Train the learned ranker (on the event log) and the push-response model (on the push
+    /// log) once, as the service's trainer does every `tuning.model.retrain_every_hours`;
+    /// store them, deploy each if it wins.
     Train,
     /// Time the scheduler planning every due user of the configured store (after `datagen`).
     BenchScheduler,

@@ -152,7 +152,7 @@ impl Default for FrequencyConfig {
             value_open: 1.0,
             value_convert: 10.0,
             cost_unsubscribe: 30.0,
-            value_threshold: 0.3,
+            value_threshold: 0.15,
             value_lookahead_hours: 24,
             exploration_rate: 0.05,
             response_min_pushes: 200,
