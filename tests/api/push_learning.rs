@@ -39,7 +39,7 @@ async fn day(app: &TestApp) -> usize {
         for push in due["pushes"].as_array().unwrap() {
             fetched += 1;
             let user: usize = push["user_id"].as_str().unwrap()[1..].parse().unwrap();
-            if user % 2 == 0 {
+            if user.is_multiple_of(2) {
                 assert_eq!(feedback(app, push["push_id"].as_str().unwrap(), "opened").await.status(), StatusCode::OK);
             }
         }

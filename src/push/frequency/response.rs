@@ -126,7 +126,7 @@ impl RecentLog {
             last_active: last.map(|e| e.ts),
             mobile: last.is_some_and(|e| e.context.device == Some(crate::domain::Device::Mobile)),
             last_day: past.iter().rev().take_while(|e| e.ts > day_start).map(|e| e.ts).collect(),
-            item_last_touch: touches().last().map(|e| e.ts),
+            item_last_touch: past.iter().rev().find(|e| item_id.is_some() && e.item_id.as_deref() == item_id).map(|e| e.ts),
             item_touches: u32::try_from(touches().count()).unwrap_or(u32::MAX),
         }
     }
@@ -295,7 +295,7 @@ pub fn fit(examples: &[ResponseExample], holdout_from: DateTime<Utc>, settings: 
         let held: Vec<ResponseExample> = held.into_iter().cloned().collect();
         let constant = log_loss(held.iter().map(|e| (model.p0, e.opened)));
         let learned = model.open_log_loss(&held);
-        if !(learned < constant) {
+        if learned.is_nan() || learned >= constant {
             return Err(format!("held-out open log-loss {learned:.4} does not beat the population rate's {constant:.4}"));
         }
     }

@@ -205,6 +205,7 @@ impl Sim<'_> {
     }
 
     /// Sends `pick` to `user` in world `w`: records it, draws the response, schedules feedback.
+    #[allow(clippy::too_many_arguments)] // one push's whole context, from two call sites
     pub(super) fn push(&self, world: &mut World, w: usize, user: usize, pick: &Pick, features: Option<ResponseFeatures>, now: DateTime<Utc>, queue: &mut Queue) {
         let cfg = self.cfg;
         // Arms whose policy hears the feedback (the fixed arms do not).
