@@ -9,7 +9,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Request, ScoringConfig};
+use super::{Request, ScoringConfig, SeqQuery};
 use crate::rank::catalog::{Catalog, IdxMap, IdxSet, ItemIdx};
 use crate::rank::decay::age_secs;
 use crate::rank::profile::{Feature, InterestVector};
@@ -150,6 +150,22 @@ fn knn_pool(
                     p.knn_last = sim;
                 }
             }
+        }
+    }
+}
+
+/// The sequence model's pool: the `q.pool` items of its table nearest to the user's state
+/// (exact over the table), those the catalogue offers and the request does not exclude.
+pub fn sequence_pool(pool: &mut Pool, q: &SeqQuery<'_>, req: &Request<'_>, catalog: &Catalog, bought: &IdxSet<ItemIdx>) {
+    if q.pool == 0 {
+        return;
+    }
+    for (id, _) in q.model.nearest(q.state, q.pool) {
+        if req.exclude.contains(id) {
+            continue;
+        }
+        if let Some(item) = catalog.idx(id).filter(|&i| catalog.is_available(i) && !bought.contains(&i)) {
+            pool.items.entry(item).or_default();
         }
     }
 }
