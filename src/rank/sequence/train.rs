@@ -152,13 +152,6 @@ fn start(dims: Dims, vocab: &Vocab, previous: Option<&SequenceModel>, rng: &mut 
                 var.set(&Tensor::from_vec(flat, var.dims(), &Device::Cpu)?)?;
             }
             _ if old.dims() == var.dims() => var.set(old)?,
-            // A longer or shorter sequence: the positions nearest the end carry over.
-            "pos" => {
-                let n = old.dims()[0].min(var.dims()[0]);
-                let keep = old.narrow(0, old.dims()[0] - n, n)?;
-                let fresh = var.as_tensor().narrow(0, 0, var.dims()[0] - n)?;
-                var.set(&Tensor::cat(&[fresh, keep], 0)?)?;
-            }
             _ => {}
         }
     }
