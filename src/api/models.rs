@@ -39,7 +39,7 @@ pub struct ModelList {
     /// The version this replica ranks with now (it loads the one in force within a second).
     pub serving: Option<u64>,
     /// The version of the sequence model this replica serves with (`null`: none, or
-    /// `tuning.sequence.enabled = false`); its rows are listed under kind `sequence`.
+    /// `tuning.sequence.enabled = false`); its rows are the `models` table's of kind `sequence`.
     pub sequence_serving: Option<u64>,
     /// This replica's last training run.
     pub last_run: Option<TrainingRun>,
