@@ -27,10 +27,13 @@ struct Key {
     last: Option<(DateTime<Utc>, uuid::Uuid)>,
 }
 
+/// A user's encoded history (`None`: nothing the model can read) and what it was made from.
+type Entry = (Key, Option<Arc<Encoded>>);
+
 /// Users' encoded histories, each with what it was made from.
 #[derive(Default)]
 pub(super) struct EncodedCache {
-    users: Mutex<StrMap<String, (Key, Option<Arc<Encoded>>)>>,
+    users: Mutex<StrMap<String, Entry>>,
 }
 
 impl Engine {

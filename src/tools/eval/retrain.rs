@@ -46,16 +46,19 @@ pub struct SeqRun {
     pub ranker: Run,
 }
 
+/// From a time on: the sequence model in force, and the ranker with its feature deployed then.
+type SeqPoint = (DateTime<Utc>, Option<Arc<SequenceModel>>, Option<Arc<Ranker>>);
+
 /// The sequence models over the replay, and the rankers trained with them.
 #[derive(Clone, Debug, Default)]
 pub struct SeqSchedule {
-    /// (from, sequence model in force, ranker with its feature deployed then), in time order.
-    points: Vec<(DateTime<Utc>, Option<Arc<SequenceModel>>, Option<Arc<Ranker>>)>,
+    /// In time order.
+    points: Vec<SeqPoint>,
     pub runs: Vec<SeqRun>,
 }
 
 impl SeqSchedule {
-    fn point(&self, now: DateTime<Utc>) -> Option<&(DateTime<Utc>, Option<Arc<SequenceModel>>, Option<Arc<Ranker>>)> {
+    fn point(&self, now: DateTime<Utc>) -> Option<&SeqPoint> {
         let n = self.points.partition_point(|(t, _, _)| *t <= now);
         n.checked_sub(1).map(|i| &self.points[i])
     }
