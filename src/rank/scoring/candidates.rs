@@ -169,3 +169,13 @@ pub fn sequence_pool(pool: &mut Pool, q: &SeqQuery<'_>, req: &Request<'_>, catal
         }
     }
 }
+
+/// The sequence model's score of every candidate: in its table, the score for the state;
+/// outside, the lowest of those (no evidence for it); all 0 without a model.
+pub fn sequence_column(pool: &Pool, seq: Option<&SeqQuery<'_>>, catalog: &Catalog) -> IdxMap<ItemIdx, f32> {
+    let Some(q) = seq else { return pool.items.keys().map(|&i| (i, 0.0)).collect() };
+    let scores: Vec<(ItemIdx, Option<f32>)> = pool.items.keys().map(|&i| (i, q.model.score(q.state, catalog.id(i)))).collect();
+    let floor = scores.iter().filter_map(|s| s.1).fold(f32::INFINITY, f32::min);
+    let floor = if floor.is_finite() { floor } else { 0.0 };
+    scores.into_iter().map(|(i, s)| (i, s.unwrap_or(floor))).collect()
+}

@@ -1,3 +1,4 @@
+// Over 400 lines: one request's ranking, from candidates through scores, diversity and reasons, reads in one place.
 //! Ranking: candidates → features → score → diversity → top-K, every item with its reasons.
 //!
 //! Candidates come from bounded pools (`candidates`). Each gets the signals of `features`;
@@ -275,7 +276,7 @@ impl Scorer<'_> {
         if let Some(q) = seq {
             candidates::sequence_pool(&mut pool, q, req, self.catalog, &bought);
         }
-        let sequence = column.then(|| sequence_column(&pool, seq, self.catalog));
+        let sequence = column.then(|| candidates::sequence_column(&pool, seq, self.catalog));
         let context = ContextModel::new(self.stats.context_lifts(now, self.catalog, cfg.context_prior), &keys);
         let inputs = Inputs {
             profile,
@@ -405,16 +406,6 @@ impl Scorer<'_> {
             context_lifts,
         }
     }
-}
-
-/// The sequence model's score of every candidate: in its table, the score for the state;
-/// outside, the lowest of those (no evidence for it); all 0 without a model.
-fn sequence_column(pool: &candidates::Pool, seq: Option<&SeqQuery<'_>>, catalog: &Catalog) -> IdxMap<ItemIdx, f32> {
-    let Some(q) = seq else { return pool.items.keys().map(|&i| (i, 0.0)).collect() };
-    let scores: Vec<(ItemIdx, Option<f32>)> = pool.items.keys().map(|&i| (i, q.model.score(q.state, catalog.id(i)))).collect();
-    let floor = scores.iter().filter_map(|s| s.1).fold(f32::INFINITY, f32::min);
-    let floor = if floor.is_finite() { floor } else { 0.0 };
-    scores.into_iter().map(|(i, s)| (i, s.unwrap_or(floor))).collect()
 }
 
 fn recently_bought(history: &[Event], catalog: &Catalog, cfg: &ScoringConfig, now: DateTime<Utc>) -> IdxSet<ItemIdx> {
