@@ -210,6 +210,8 @@ impl Trainer {
                     params,
                 };
                 let version = self.store.insert_model(&row).await?;
+                // This replica serves it at once (the others at their next refresh).
+                self.engine.load_model().await?;
                 metrics::counter!("kairos_trainings_total", "kind" => SEQUENCE, "outcome" => "deployed").increment(1);
                 tracing::info!(kind = SEQUENCE, version, secs = report.secs, "sequence model trained");
                 Ok(serde_json::json!({ "outcome": "deployed", "version": version, "report": report }))

@@ -175,6 +175,7 @@ async fn the_sequence_model_is_trained_stored_loaded_and_named_and_a_corrupt_one
     // The next training reads the sequence model in force: the ranker has its feature.
     let again = train(&app).await;
     assert_eq!(again["sequence"]["outcome"], "deployed", "{again}");
+    assert_eq!(models(&app).await["sequence_serving"], again["sequence"]["version"], "the training replica loads it at once");
     let now = Utc::now();
     let bad = NewModel { kind: "sequence".into(), created_at: now, window_from: now, window_to: now, deploy: true, metrics: json!({}), params: "{\"format\":\"kairos-sequence/1\"".into() };
     app.store.insert_model(&bad).await.unwrap();
