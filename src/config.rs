@@ -209,12 +209,15 @@ pub struct Tuning {
     /// When and how the learned ranker is trained and used.
     #[serde(default)]
     pub model: ModelConfig,
+    /// The sequence model (off unless switched on).
+    #[serde(default)]
+    pub sequence: crate::rank::sequence::SequenceConfig,
 }
 
 impl Tuning {
     /// What the trainer reads of this tuning.
     pub fn training_setup<'a>(&'a self, kinds: &'a crate::rank::profile::KindWeights) -> crate::rank::learn::Setup<'a> {
-        crate::rank::learn::Setup { decay: &self.decay, kinds, scoring: &self.scoring, model: &self.model }
+        crate::rank::learn::Setup { decay: &self.decay, kinds, scoring: &self.scoring, model: &self.model, sequence: None, sequence_pool: self.sequence.candidates }
     }
 
     pub fn kind_weights(&self) -> crate::rank::profile::KindWeights {
@@ -430,6 +433,7 @@ impl Tuning {
         self.scoring.validate().map_err(|r| invalid("tuning.scoring", r))?;
         self.frequency.validate().map_err(|r| invalid("tuning.frequency", r))?;
         self.model.validate().map_err(|r| invalid("tuning.model", r))?;
+        self.sequence.validate().map_err(|r| invalid("tuning.sequence", r))?;
         for k in &self.model.target_kinds {
             if !self.kinds.get(k).is_some_and(|c| c.item) {
                 return Err(invalid("tuning.model.target_kinds", format!("{k:?} is not a configured kind that names an item")));

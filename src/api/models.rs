@@ -37,6 +37,9 @@ pub struct ModelList {
     pub pinned: bool,
     /// The version this replica ranks with now (it loads the one in force within a second).
     pub serving: Option<u64>,
+    /// The version of the sequence model this replica serves with (`null`: none, or
+    /// `tuning.sequence.enabled = false`); its rows are the `models` table's of kind `sequence`.
+    pub sequence_serving: Option<u64>,
     /// This replica's last training run.
     pub last_run: Option<TrainingRun>,
     /// The latest versions, newest first, with what their training measured.
@@ -71,6 +74,7 @@ pub async fn list_models(State(state): State<AppState>) -> ApiResult<Json<ModelL
         in_force: in_force.map(|(v, _)| v),
         pinned: in_force.is_some_and(|(_, p)| p),
         serving: state.trainer.serving().map(|m| m.version),
+        sequence_serving: state.trainer.serving_sequence(),
         last_run: state.trainer.last_run(),
         models,
         push_response: ResponseModels {
@@ -122,6 +126,7 @@ pub async fn train(State(state): State<AppState>, q: Params) -> ApiResult<(Statu
         events_read: 0,
         events_used: 0,
         report: None,
+        sequence: None,
         secs: 0.0,
         push_response: None,
     };

@@ -27,7 +27,7 @@ use crate::config::{EngineSettings, LiveTuning, Tuning};
 use crate::rank::context::RequestContext;
 use crate::rank::decay::Decay;
 use crate::rank::profile::{Evidence, InterestVector, KindWeights, ProfileParams};
-use crate::rank::scoring::{Request as ScoringRequest, Scored, Scorer};
+use crate::rank::scoring::{Request as ScoringRequest, Scored, Scorer, SeqQuery};
 use crate::domain::{Event, Item, User};
 use crate::push::frequency::ActivityHistogram;
 use crate::rank::stats::{Stats, StatsConfig};
@@ -35,6 +35,7 @@ use crate::store::{Store, StoreResult};
 
 mod models;
 pub use models::{PUSH_RESPONSE, RANKER};
+mod sequence;
 mod refresh;
 mod users;
 pub mod trainer;
@@ -100,6 +101,9 @@ pub struct RecommendationResponse {
     /// The version of the learned model that ranked; `null` when the hand-set blend did
     /// (no model trained yet, `tuning.model.enabled = false`, or none fits the features).
     pub model_version: Option<u64>,
+    /// The version of the sequence model whose candidates and score took part; `null` when
+    /// none did (`tuning.sequence.enabled = false`, none trained yet, or a user it cannot read).
+    pub sequence_model_version: Option<u64>,
     pub items: Vec<Scored>,
 }
 
@@ -244,7 +248,10 @@ impl Engine {
             let kinds = self.kind_weights(&tuning);
             let model = self.ranker(&tuning, &kinds);
             let scorer = Scorer { catalog: &catalog, stats: &stats, kinds: &kinds, cfg: &tuning.scoring, model: model.as_deref() };
-            scorer.rank(&request, &profile, &view.events, req.at)
+            let seq = self.sequence_model(&tuning);
+            let state = seq.as_deref().and_then(|m| self.sequence_state(m, user_id, &view.events, view.zone(), req.device, req.at));
+            let q = seq.as_deref().zip(state.as_deref()).map(|(model, state)| SeqQuery { model, state, pool: tuning.sequence.candidates });
+            scorer.rank_with(&request, &profile, &view.events, req.at, q.as_ref())
         };
         Ok(RecommendationResponse {
             user_id: user_id.to_string(),
@@ -254,6 +261,7 @@ impl Engine {
             decay: tuning.decay.clone(),
             config_version: version,
             model_version: ranking.model,
+            sequence_model_version: ranking.sequence_model,
             items: ranking.items,
         })
     }
@@ -291,7 +299,10 @@ impl Engine {
         let kinds = self.kind_weights(&tuning);
         let model = self.ranker(&tuning, &kinds);
         let scorer = Scorer { catalog: &catalog, stats: &stats, kinds: &kinds, cfg: &tuning.scoring, model: model.as_deref() };
-        let ranking = scorer.rank(&request, &profile, history, now);
+        let seq = self.sequence_model(&tuning);
+        let state = seq.as_deref().and_then(|m| self.sequence_state(m, &user.user_id, history, user.timezone, None, now));
+        let q = seq.as_deref().zip(state.as_deref()).map(|(model, state)| SeqQuery { model, state, pool: tuning.sequence.candidates });
+        let ranking = scorer.rank_with(&request, &profile, history, now, q.as_ref());
         let best = ranking.items.into_iter().next().map(|s| CandidateItem {
             item_id: s.item_id,
             score: s.score,
@@ -311,5 +322,6 @@ impl Engine {
 
     pub fn forget_user(&self, user_id: &str) {
         self.users.remove(user_id);
+        self.forget_sequence_state(user_id);
     }
 }

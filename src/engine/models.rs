@@ -1,5 +1,5 @@
-//! The learned models in force on this replica: the learned ranker and the push-response
-//! model. The store says which version of each kind is in force (pinned, else the latest
+//! The learned models in force on this replica: the learned ranker, the sequence model and
+//! the push-response model. The store says which version of each kind is in force (pinned, else the latest
 //! deployed); every refresh checks, and a new version is loaded, checked against what this
 //! build computes, and swapped in atomically. A model that does not load (corrupt, or made
 //! for other features) is refused with a log line and a metric, and the previous one keeps
@@ -12,18 +12,21 @@ use crate::push::frequency::response::ResponseModel;
 use crate::rank::features;
 use crate::rank::profile::KindWeights;
 use crate::rank::ranker::Ranker;
+use crate::rank::sequence::SequenceModel;
 use crate::store::StoreResult;
 
 use super::Engine;
 
 /// The `kind` of the learned ranker's rows in the store.
 pub const RANKER: &str = "ranker";
+/// The `kind` of the sequence model's rows.
+pub const SEQUENCE: &str = "sequence";
 /// The `kind` of the push-response model's rows.
 pub const PUSH_RESPONSE: &str = "push_response";
 
 /// One kind's model in force, and the last version refused (not tried again until another
 /// version is in force).
-struct Slot<T> {
+pub(super) struct Slot<T> {
     model: RwLock<Option<Arc<T>>>,
     refused: Mutex<Option<i64>>,
 }
@@ -35,7 +38,7 @@ impl<T> Default for Slot<T> {
 }
 
 impl<T> Slot<T> {
-    fn get(&self) -> Option<Arc<T>> {
+    pub(super) fn get(&self) -> Option<Arc<T>> {
         self.model.read().expect("model lock").clone()
     }
 }
@@ -44,6 +47,9 @@ impl<T> Slot<T> {
 pub(super) struct Loaded {
     ranker: Slot<Ranker>,
     response: Slot<ResponseModel>,
+    pub(super) sequence: Slot<SequenceModel>,
+    /// Users' encoded histories, see `engine::sequence`.
+    pub(super) encoded: super::sequence::EncodedCache,
 }
 
 impl Engine {
@@ -76,10 +82,22 @@ impl Engine {
     /// now serving.
     pub async fn load_model(&self) -> StoreResult<Option<u64>> {
         let tuning = self.tuning.get();
-        let names = features::names(&self.kind_weights(&tuning));
-        let ranker = self
-            .load_kind(RANKER, &self.models.ranker, |v, json| Ranker::from_json(v, json, &names).map_err(|e| e.to_string()), |m| m.version)
-            .await?;
+        let kinds = self.kind_weights(&tuning);
+        let (names, with_sequence) = (features::names(&kinds), features::names_with(&kinds, true));
+        // A ranker trained with the sequence model's score has it as its last feature.
+        let parse_ranker = |v, json: &str| {
+            Ranker::from_json(v, json, &names).or_else(|e| Ranker::from_json(v, json, &with_sequence).map_err(|_| e)).map_err(|e| e.to_string())
+        };
+        let ranker = self.load_kind(RANKER, &self.models.ranker, parse_ranker, |m| m.version).await?;
+        if tuning.sequence.enabled {
+            let parse = |v, json: &str| {
+                let model = SequenceModel::from_json(v, json).map_err(|e| e.to_string())?;
+                let catalog = self.catalog.read().expect("catalog lock");
+                model.check_catalogue(&|id| catalog.idx(id).is_some()).map_err(|e| e.to_string())?;
+                Ok(model)
+            };
+            self.load_kind(SEQUENCE, &self.models.sequence, parse, |m| m.version).await?;
+        }
         self.load_kind(PUSH_RESPONSE, &self.models.response, |v, json| ResponseModel::from_json(v, json).map_err(|e| e.to_string()), |m| m.version)
             .await?;
         Ok(ranker)

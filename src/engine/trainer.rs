@@ -16,13 +16,14 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::Engine;
-use super::models::{PUSH_RESPONSE, RANKER};
+use super::models::{PUSH_RESPONSE, RANKER, SEQUENCE};
 use crate::clock::Clock;
 use crate::config::LiveTuning;
 use crate::domain::Event;
 use crate::push::frequency::response::{self as push_response, FitSettings, ResponseExample};
 use crate::rank::learn::{self, FitReport, Outcome};
 use crate::rank::ranker::Ranker;
+use crate::rank::sequence::{self, SequenceOutcome};
 use crate::store::{NewModel, PushOutcomeRow, Store, StoreResult};
 
 /// How often a replica checks whether a training is due.
@@ -62,6 +63,10 @@ pub struct TrainingRun {
     /// What the fit measured; `null` when nothing was fitted.
     #[schema(value_type = Option<Object>)]
     pub report: Option<FitReport>,
+    /// The sequence model's training in the same run (`tuning.sequence.enabled`): its outcome
+    /// (`deployed` or `skipped`), version, reason and report; `null` when it is off.
+    #[schema(value_type = Option<Object>)]
+    pub sequence: Option<serde_json::Value>,
     pub secs: f64,
     /// The push-response model's training in the same run (`null` when the run was busy).
     pub push_response: Option<ResponseRun>,
@@ -112,6 +117,7 @@ impl Trainer {
             events_read: 0,
             events_used: 0,
             report: None,
+            sequence: None,
             secs: 0.0,
             push_response: None,
         };
@@ -158,13 +164,26 @@ impl Trainer {
         let deployed = self.engine.ranker(&tuning, &kinds);
         let engine = self.engine.clone();
         let used = events.len();
-        let outcome = tokio::task::spawn_blocking(move || {
-            let setup = tuning.training_setup(&kinds);
+        let seq_in_force = self.engine.sequence_model(&tuning);
+        let seq_tuning = tuning.clone();
+        let (outcome, seq_outcome) = tokio::task::spawn_blocking(move || {
+            // The ranker learns from the sequence model in force, as serving scores with it.
+            let setup = learn::Setup { sequence: seq_in_force.as_deref(), ..tuning.training_setup(&kinds) };
             let item_of = |id: &str| engine.catalog.read().expect("catalog lock").get(id).cloned();
-            learn::train(&events, &item_of, &local_offset, &setup, deployed.as_deref(), now)
+            let ranker = learn::train(&events, &item_of, &local_offset, &setup, deployed.as_deref(), now);
+            let seq = tuning.sequence.enabled.then(|| {
+                let from = now - TimeDelta::seconds((tuning.model.train_window_days * 86_400.0) as i64);
+                let window: Vec<Event> = events.into_iter().filter(|e| e.ts >= from).collect();
+                sequence::train(&window, &local_offset, &tuning.sequence, seq_in_force.as_deref(), now)
+            });
+            (ranker, seq)
         })
         .await
         .expect("the training thread does not panic");
+        let sequence = match seq_outcome {
+            None => None,
+            Some(o) => Some(self.store_sequence(o, now, &seq_tuning).await?),
+        };
         let run = |outcome, version, reason, report| TrainingRun {
             started_at: now,
             outcome,
@@ -173,6 +192,7 @@ impl Trainer {
             events_read: read,
             events_used: used,
             report,
+            sequence: sequence.clone(),
             secs: clock.elapsed().as_secs_f64(),
             push_response: None,
         };
@@ -237,6 +257,36 @@ impl Trainer {
         Ok(run(RunOutcome::Deployed, Some(version), None))
     }
 
+    /// Stores a trained sequence model as the one in force (a NaN loss or too small a log was
+    /// skipped: logged, and the model in force keeps serving). Returns what the run reports.
+    async fn store_sequence(&self, outcome: SequenceOutcome, now: DateTime<Utc>, tuning: &crate::config::Tuning) -> StoreResult<serde_json::Value> {
+        match outcome {
+            SequenceOutcome::Skip(reason) => {
+                metrics::counter!("kairos_trainings_total", "kind" => SEQUENCE, "outcome" => "skipped").increment(1);
+                tracing::warn!(kind = SEQUENCE, %reason, "sequence model training skipped; the model in force keeps serving");
+                Ok(serde_json::json!({ "outcome": "skipped", "reason": reason }))
+            }
+            SequenceOutcome::Trained(model, report) => {
+                let params = model.to_json();
+                let row = NewModel {
+                    kind: SEQUENCE.into(),
+                    created_at: now,
+                    window_from: now - TimeDelta::seconds((tuning.model.train_window_days * 86_400.0) as i64),
+                    window_to: now,
+                    deploy: true,
+                    metrics: serde_json::json!({ "outcome": "deployed", "report": report, "bytes": params.len() }),
+                    params,
+                };
+                let version = self.store.insert_model(&row).await?;
+                // This replica serves it at once (the others at their next refresh).
+                self.engine.load_model().await?;
+                metrics::counter!("kairos_trainings_total", "kind" => SEQUENCE, "outcome" => "deployed").increment(1);
+                tracing::info!(kind = SEQUENCE, version, secs = report.secs, "sequence model trained");
+                Ok(serde_json::json!({ "outcome": "deployed", "version": version, "report": report }))
+            }
+        }
+    }
+
     /// The window's events, in log order. Beyond `max` events, only a deterministic share of
     /// the users is kept (all of each kept user's events), so memory stays bounded.
     async fn window(&self, from: DateTime<Utc>, to: DateTime<Utc>, max: usize) -> StoreResult<(Vec<Event>, usize)> {
@@ -282,6 +332,11 @@ impl Trainer {
         }
     }
 
+    /// The version of the sequence model serving on this replica, for the admin API.
+    pub fn serving_sequence(&self) -> Option<u64> {
+        self.engine.serving_sequence_model()
+    }
+
     /// The model in force on this replica, for the admin API.
     pub fn serving(&self) -> Option<Arc<Ranker>> {
         let tuning = self.tuning.get();
@@ -306,7 +361,7 @@ fn response_examples(rows: &[PushOutcomeRow]) -> Vec<ResponseExample> {
 }
 
 /// An event's local UTC offset: its device's time zone when it names one, else UTC.
-fn local_offset(e: &Event) -> i32 {
+pub(super) fn local_offset(e: &Event) -> i32 {
     use chrono::Offset;
     e.context.timezone.as_deref().and_then(|z| z.parse::<Tz>().ok()).map_or(0, |tz| e.ts.with_timezone(&tz).offset().fix().local_minus_utc())
 }

@@ -24,6 +24,7 @@
 //! | `trend` | decayed popularity in the request's device segment, over the largest among candidates |
 //! | `pop_recent`, `pop_all` | `ln(1 + popularity)`: decayed (`trending_decay`), and undecayed over the statistics' horizon |
 //! | `context` | the context score of the item's category, over its clamp (in `[−1, 1]`) |
+//! | `sequence` | only in the rows of a ranker trained with the sequence model, last: its score of the item for the user's state (an item outside its table: the lowest among the candidates; 0 for all when no sequence model is in force) |
 //!
 //! The basis functions of recency let a linear model learn the shape of the decay the log
 //! shows, rather than the one configured.
@@ -45,6 +46,9 @@ pub const BASE_FEATURES: [&str; 27] = [
     "knn_last", "cooc", "trend", "pop_recent", "pop_all", "context",
 ];
 
+/// The sequence model's feature: last in the row of a ranker trained with it.
+pub const SEQUENCE: &str = "sequence";
+
 /// Time constants of the recency basis, seconds.
 const RECENCY_TAUS: [f64; 4] = [3600.0, 6.0 * 3600.0, 86_400.0, 7.0 * 86_400.0];
 
@@ -54,8 +58,24 @@ pub fn names(kinds: &KindWeights) -> Vec<String> {
     BASE_FEATURES.iter().map(|s| s.to_string()).chain(kinds.item_kinds().iter().map(|k| format!("kind:{k}"))).collect()
 }
 
-/// Whether `names` are [`names`]`(kinds)` (without building them: serving checks it per request).
+/// [`names`], then [`SEQUENCE`] when `sequence`.
+pub fn names_with(kinds: &KindWeights, sequence: bool) -> Vec<String> {
+    let mut out = names(kinds);
+    if sequence {
+        out.push(SEQUENCE.to_string());
+    }
+    out
+}
+
+/// Whether a ranker with these feature names reads the sequence model's score.
+pub fn wants_sequence(names: &[String]) -> bool {
+    names.last().is_some_and(|n| n == SEQUENCE)
+}
+
+/// Whether `names` are [`names`]`(kinds)`, with or without [`SEQUENCE`] last (without
+/// building them: serving checks it per request).
 pub fn matches(kinds: &KindWeights, names: &[String]) -> bool {
+    let names = if wants_sequence(names) { &names[..names.len() - 1] } else { names };
     let (base, rest) = names.split_at(names.len().min(BASE_FEATURES.len()));
     base.iter().zip(BASE_FEATURES).all(|(a, b)| a == b)
         && base.len() == BASE_FEATURES.len()
@@ -115,6 +135,8 @@ pub struct Inputs<'a> {
     pub context: &'a ContextModel,
     pub cfg: &'a ScoringConfig,
     pub now: DateTime<Utc>,
+    /// The sequence model's score per candidate: the row's last column when given.
+    pub sequence: Option<&'a IdxMap<ItemIdx, f32>>,
 }
 
 /// Computes the table of `pool`'s candidates (in an order fixed by item index, so that a
@@ -134,7 +156,7 @@ pub fn table(inp: &Inputs<'_>, pool: &Pool, with_rows: bool) -> Table {
     let (max_cooc, max_knn) = (max_of(|p| p.cooc), max_of(|p| p.knn));
     let trend: Vec<f64> = items.iter().map(|&i| popularity.of(i)).collect();
     let max_trend = trend.iter().copied().fold(0.0, f64::max).max(f64::MIN_POSITIVE);
-    let width = if with_rows { BASE_FEATURES.len() + inp.kinds.item_kinds().len() } else { 0 };
+    let width = if with_rows { BASE_FEATURES.len() + inp.kinds.item_kinds().len() + usize::from(inp.sequence.is_some()) } else { 0 };
     let mut out = Table { parts: Vec::with_capacity(items.len()), handset: Vec::with_capacity(items.len()), rows: Vec::with_capacity(items.len() * width), width, items: Vec::new() };
     // Mean interest over a category path, by leaf: candidates share few leaves.
     let mut path_interest: IdxMap<CatIdx, f64> = IdxMap::default();
@@ -202,6 +224,9 @@ pub fn table(inp: &Inputs<'_>, pool: &Pool, with_rows: bool) -> Table {
                 Some((t, _)) => out.rows.extend(profile.kind_sums(t).iter().map(|&c| c.ln_1p())),
                 None => out.rows.extend(std::iter::repeat_n(0.0, inp.kinds.item_kinds().len())),
             }
+            if let Some(seq) = inp.sequence {
+                out.rows.push(seq.get(&item).copied().unwrap_or(0.0));
+            }
         }
         out.parts.push(parts);
         out.handset.push(handset);
@@ -258,5 +283,8 @@ mod tests {
         let mut renamed = n.clone();
         renamed[3] = "x".into();
         assert!(!matches(&kinds, &renamed));
+        let with = names_with(&kinds, true);
+        assert_eq!(with.last().map(String::as_str), Some(SEQUENCE));
+        assert!(matches(&kinds, &with) && wants_sequence(&with) && !wants_sequence(&n));
     }
 }

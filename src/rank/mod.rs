@@ -17,6 +17,8 @@ pub mod profile;
 pub mod ranker;
 /// Candidate generation, scoring, filters, diversity and reasons.
 pub mod scoring;
+/// The sequence model: self-attention over a shopper's last events, trained with sampled softmax.
+pub mod sequence;
 /// Time-bucketed counts decayed at query time (under stats and context).
 pub mod buckets;
 /// Time-bucketed popularity, co-occurrence and context counts with bounded memory.

@@ -159,7 +159,35 @@ async fn a_corrupt_stored_model_is_refused_and_the_previous_one_keeps_serving(ba
     app.stop().await;
 }
 
+async fn the_sequence_model_is_trained_stored_loaded_and_named_and_a_corrupt_one_is_refused(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |s| {
+        s.tuning.sequence = kairos::rank::sequence::SequenceConfig { enabled: true, dim: 16, blocks: 1, epochs: 2, min_targets: 100, ..Default::default() };
+    })
+    .await;
+    let log = load_log(&app, Regime::Sequential).await;
+    let run = train(&app).await;
+    assert_eq!(run["sequence"]["outcome"], "deployed", "{run}");
+    let version = run["sequence"]["version"].as_i64().unwrap();
+    app.state.engine.load_model().await.unwrap();
+    assert_eq!(models(&app).await["sequence_serving"], version);
+    let user = &log.last().unwrap().user;
+    assert_eq!(recommend(&app, user).await["sequence_model_version"], version, "answers name the sequence model");
+    // The next training reads the sequence model in force: the ranker has its feature.
+    let again = train(&app).await;
+    assert_eq!(again["sequence"]["outcome"], "deployed", "{again}");
+    assert_eq!(models(&app).await["sequence_serving"], again["sequence"]["version"], "the training replica loads it at once");
+    let now = Utc::now();
+    let bad = NewModel { kind: "sequence".into(), created_at: now, window_from: now, window_to: now, deploy: true, metrics: json!({}), params: "{\"format\":\"kairos-sequence/1\"".into() };
+    app.store.insert_model(&bad).await.unwrap();
+    app.state.engine.load_model().await.unwrap();
+    let serving = models(&app).await["sequence_serving"].as_i64();
+    assert_eq!(serving, again["sequence"]["version"].as_i64(), "the corrupt model is refused, the previous one keeps serving");
+    assert_eq!(recommend(&app, user).await["sequence_model_version"].as_i64(), serving);
+    app.stop().await;
+}
+
 on_both_stores!(
+    the_sequence_model_is_trained_stored_loaded_and_named_and_a_corrupt_one_is_refused,
     a_tiny_log_is_ranked_by_the_hand_set_blend_and_its_training_is_skipped_with_a_reason,
     a_model_trained_on_the_shops_log_is_stored_deployed_and_names_every_answer,
     a_corrupt_stored_model_is_refused_and_the_previous_one_keeps_serving,

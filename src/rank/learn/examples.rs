@@ -17,7 +17,8 @@ use crate::rank::context::{RequestContext, event_keys};
 use crate::rank::decay::age_secs;
 use crate::rank::features;
 use crate::rank::profile::{InterestVector, ProfileParams};
-use crate::rank::scoring::{Request, Scorer};
+use crate::rank::scoring::{Request, Scorer, SeqQuery};
+use crate::rank::sequence::Moment;
 use crate::rank::stats::{Observation, Stats};
 
 /// One target event and the candidates of that moment.
@@ -56,11 +57,13 @@ struct Replay<'a> {
     stats: Stats,
     histories: StrMap<String, Vec<Event>>,
     horizon_secs: f64,
+    /// Items the sequence model adds to the candidates (`tuning.sequence.candidates`).
+    sequence_pool: usize,
 }
 
 impl Replay<'_> {
     /// The candidates of `e`'s user at `e`'s time, in `e`'s context, and the target's place.
-    fn candidates(&self, e: &Event, zone: FixedOffset) -> (features::Table, Option<usize>) {
+    fn candidates(&self, e: &Event, zone: FixedOffset, zone_of: &dyn Fn(&Event) -> i32) -> (features::Table, Option<usize>) {
         let history = self.histories.get(&e.user_id).map_or(&[][..], Vec::as_slice);
         let params = ProfileParams { decay: self.setup.decay, kind_weights: self.setup.kinds, horizon_secs: self.horizon_secs };
         let profile = InterestVector::build(history, &self.catalog, &params, e.ts);
@@ -68,7 +71,14 @@ impl Replay<'_> {
         let none = HashSet::new();
         let req = Request { n: 0, context, exclude: &none };
         let scorer = Scorer { catalog: &self.catalog, stats: &self.stats, kinds: self.setup.kinds, cfg: self.setup.scoring, model: None };
-        let table = scorer.candidates(&req, &profile, history, e.ts, true).table;
+        let table = match self.setup.sequence {
+            None => scorer.candidates(&req, &profile, history, e.ts, true).table,
+            Some(model) => {
+                let state = model.encode(history, zone_of).map(|enc| model.state(&enc, e.ts, Moment::at(e.ts, zone_of(e), e.context.device)));
+                let q = state.as_deref().map(|state| SeqQuery { model, state, pool: self.sequence_pool });
+                scorer.candidates_with(&req, &profile, history, e.ts, true, q.as_ref(), true).table
+            }
+        };
         let target = e.item_id.as_deref().and_then(|id| self.catalog.idx(id));
         let positive = target.and_then(|t| table.items.binary_search(&t).ok());
         (table, positive)
@@ -115,7 +125,7 @@ pub fn build(
 ) -> Examples {
     let mut order: Vec<&Event> = events.iter().filter(|e| e.ts < to).collect();
     order.sort_by_key(|e| e.ts);
-    let names = features::names(setup.kinds);
+    let names = features::names_with(setup.kinds, setup.sequence.is_some());
     let mut out = Examples { width: names.len(), names, list: Vec::new() };
     let mut replay = Replay {
         setup,
@@ -123,12 +133,13 @@ pub fn build(
         stats: Stats::new(setup.scoring.stats.clone()),
         histories: StrMap::default(),
         horizon_secs: setup.scoring.horizon_hours * 3600.0,
+        sequence_pool: setup.sequence_pool,
     };
     let mut rng = SmallRng::seed_from_u64(setup.model.seed);
     for e in order {
         let offset = FixedOffset::east_opt(zone(e)).unwrap_or(FixedOffset::east_opt(0).expect("UTC"));
         if e.ts >= from && e.item_id.is_some() && setup.model.target_kinds.contains(&e.kind) {
-            let (table, positive) = replay.candidates(e, offset);
+            let (table, positive) = replay.candidates(e, offset, zone);
             let holdout = e.ts >= holdout_from;
             let (rows, positive) = match positive {
                 None => (Vec::new(), None),

@@ -93,7 +93,9 @@ pub fn decide(data: &Examples, setup: &Setup<'_>, deployed: Option<&Ranker>, _ho
         weights: w.iter().map(|&x| x as f32).collect(),
     };
     let candidate = Ranker::new(0, params(&best), &data.names).expect("a fitted model has the data's features");
-    let deployed = deployed.filter(|d| d.features() == data.names.as_slice());
+    // A deployed model whose features are a prefix of these (one trained without the sequence
+    // model's column) is judged on the same rows: its score reads only its own columns.
+    let deployed = deployed.filter(|d| data.names.starts_with(d.features()));
     let mut report = FitReport {
         targets: data.list.len(),
         learnable: data.learnable().count(),

@@ -21,6 +21,7 @@ use crate::rank::decay::Decay;
 use crate::rank::profile::KindWeights;
 use crate::rank::ranker::Ranker;
 use crate::rank::scoring::ScoringConfig;
+use crate::rank::sequence::SequenceModel;
 
 pub mod examples;
 pub mod fit;
@@ -125,6 +126,11 @@ pub struct Setup<'a> {
     pub kinds: &'a KindWeights,
     pub scoring: &'a ScoringConfig,
     pub model: &'a ModelConfig,
+    /// The sequence model in force, whose score becomes the examples' last feature (and whose
+    /// nearest items join their candidates), as serving with it would see them.
+    pub sequence: Option<&'a SequenceModel>,
+    /// Items nearest to the sequence model's state added to the candidates.
+    pub sequence_pool: usize,
 }
 
 /// The first event a training at `now` needs: one window plus one scoring horizon back.

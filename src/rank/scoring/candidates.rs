@@ -9,7 +9,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Request, ScoringConfig};
+use super::{Request, ScoringConfig, SeqQuery};
 use crate::rank::catalog::{Catalog, IdxMap, IdxSet, ItemIdx};
 use crate::rank::decay::age_secs;
 use crate::rank::profile::{Feature, InterestVector};
@@ -152,4 +152,30 @@ fn knn_pool(
             }
         }
     }
+}
+
+/// The sequence model's pool: the `q.pool` items of its table nearest to the user's state
+/// (exact over the table), those the catalogue offers and the request does not exclude.
+pub fn sequence_pool(pool: &mut Pool, q: &SeqQuery<'_>, req: &Request<'_>, catalog: &Catalog, bought: &IdxSet<ItemIdx>) {
+    if q.pool == 0 {
+        return;
+    }
+    for (id, _) in q.model.nearest(q.state, q.pool) {
+        if req.exclude.contains(id) {
+            continue;
+        }
+        if let Some(item) = catalog.idx(id).filter(|&i| catalog.is_available(i) && !bought.contains(&i)) {
+            pool.items.entry(item).or_default();
+        }
+    }
+}
+
+/// The sequence model's score of every candidate: in its table, the score for the state;
+/// outside, the lowest of those (no evidence for it); all 0 without a model.
+pub fn sequence_column(pool: &Pool, seq: Option<&SeqQuery<'_>>, catalog: &Catalog) -> IdxMap<ItemIdx, f32> {
+    let Some(q) = seq else { return pool.items.keys().map(|&i| (i, 0.0)).collect() };
+    let scores: Vec<(ItemIdx, Option<f32>)> = pool.items.keys().map(|&i| (i, q.model.score(q.state, catalog.id(i)))).collect();
+    let floor = scores.iter().filter_map(|s| s.1).fold(f32::INFINITY, f32::min);
+    let floor = if floor.is_finite() { floor } else { 0.0 };
+    scores.into_iter().map(|(i, s)| (i, s.unwrap_or(floor))).collect()
 }

@@ -1,3 +1,4 @@
+// Over 400 lines: one request's ranking, from candidates through scores, diversity and reasons, reads in one place.
 //! Ranking: candidates → features → score → diversity → top-K, every item with its reasons.
 //!
 //! Candidates come from bounded pools (`candidates`). Each gets the signals of `features`;
@@ -25,6 +26,7 @@ use crate::rank::decay::{Decay, age_secs};
 use crate::rank::features::{self, Inputs, Parts, Table};
 use crate::rank::profile::{Evidence, Feature, InterestVector, KindWeights};
 use crate::rank::ranker::Ranker;
+use crate::rank::sequence::SequenceModel;
 use crate::rank::stats::{Segment, Stats, StatsConfig};
 
 pub mod candidates;
@@ -211,6 +213,17 @@ pub struct Ranking {
     pub cold_start: bool,
     /// The version of the learned model that ranked, `None` for the hand-set blend.
     pub model: Option<u64>,
+    /// The version of the sequence model that added candidates and scored them, if any.
+    pub sequence_model: Option<u64>,
+}
+
+/// The sequence model's part of one request: the model in force and the user's state.
+#[derive(Clone, Copy)]
+pub struct SeqQuery<'a> {
+    pub model: &'a SequenceModel,
+    pub state: &'a [f32],
+    /// Items nearest to the state added to the candidates.
+    pub pool: usize,
 }
 
 /// What ranking reads that every user shares: the catalogue, the statistics, the tuning's
@@ -237,13 +250,33 @@ impl Scorer<'_> {
     /// Gathers the candidates of `req` and computes their table (with feature rows when
     /// `with_rows`). `history` is the user's events, `profile` their vector at `now`.
     pub fn candidates(&self, req: &Request<'_>, profile: &InterestVector, history: &[Event], now: DateTime<Utc>, with_rows: bool) -> Candidates {
+        self.candidates_with(req, profile, history, now, with_rows, None, false)
+    }
+
+    /// [`Scorer::candidates`], with the sequence model's nearest items added to the pool
+    /// (when `seq`), and its score as the rows' last column (when `column`; 0 without `seq`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn candidates_with(
+        &self,
+        req: &Request<'_>,
+        profile: &InterestVector,
+        history: &[Event],
+        now: DateTime<Utc>,
+        with_rows: bool,
+        seq: Option<&SeqQuery<'_>>,
+        column: bool,
+    ) -> Candidates {
         let cfg = self.cfg;
         let view = self.stats.view(now, &cfg.trending_decay);
         let all_time = self.stats.view(now, &features::ALL_TIME);
         let keys = req.context.keys();
         let segment = req.context.device.map_or(Segment::Global, |d| Segment::Context(ContextKey::Device(d)));
         let bought = recently_bought(history, self.catalog, cfg, now);
-        let pool = candidates::gather(req, profile, self.catalog, &view, segment, &bought, cfg);
+        let mut pool = candidates::gather(req, profile, self.catalog, &view, segment, &bought, cfg);
+        if let Some(q) = seq {
+            candidates::sequence_pool(&mut pool, q, req, self.catalog, &bought);
+        }
+        let sequence = column.then(|| candidates::sequence_column(&pool, seq, self.catalog));
         let context = ContextModel::new(self.stats.context_lifts(now, self.catalog, cfg.context_prior), &keys);
         let inputs = Inputs {
             profile,
@@ -255,6 +288,7 @@ impl Scorer<'_> {
             context: &context,
             cfg,
             now,
+            sequence: sequence.as_ref(),
         };
         let table = features::table(&inputs, &pool, with_rows);
         Candidates { pool, table, keys, context }
@@ -262,7 +296,14 @@ impl Scorer<'_> {
 
     /// Ranks items for one user: by the model when there is one, else by the hand-set blend.
     pub fn rank(&self, req: &Request<'_>, profile: &InterestVector, history: &[Event], now: DateTime<Utc>) -> Ranking {
-        let c = self.candidates(req, profile, history, now, self.model.is_some());
+        self.rank_with(req, profile, history, now, None)
+    }
+
+    /// [`Scorer::rank`] with the sequence model's part: its nearest items join the candidates,
+    /// and a ranker trained with its score reads it.
+    pub fn rank_with(&self, req: &Request<'_>, profile: &InterestVector, history: &[Event], now: DateTime<Utc>, seq: Option<&SeqQuery<'_>>) -> Ranking {
+        let column = self.model.is_some_and(|m| features::wants_sequence(m.features()));
+        let c = self.candidates_with(req, profile, history, now, self.model.is_some(), seq, column);
         let t = &c.table;
         let score = |n: usize| match self.model {
             Some(m) => m.score(t.row(n)),
@@ -302,7 +343,7 @@ impl Scorer<'_> {
                 reasons: self.reasons(&c, n, profile, history),
             });
         }
-        Ranking { items, cold_start: profile.is_empty(), model: self.model.map(|m| m.version) }
+        Ranking { items, cold_start: profile.is_empty(), model: self.model.map(|m| m.version), sequence_model: seq.map(|q| q.model.version) }
     }
 
     fn reasons(&self, c: &Candidates, n: usize, profile: &InterestVector, history: &[Event]) -> Reasons {

@@ -96,8 +96,9 @@ pub fn evaluate(
     let prepared = prepare(log);
     let late: Vec<bool> = prepared.events.iter().filter(|e| e.behaviour.is_target()).map(|e| e.ts >= split).collect();
     let repeats = log_facts(log).repeat_flags;
-    let schedule = if variants.iter().any(|v| matches!(v.method, Method::Kairos { learned: true, .. })) {
-        retrain::schedule(&prepared.kairos, &prepared.items, tuning, retrain_every_hours, progress)
+    let with_sequence = variants.iter().any(|v| matches!(v.method, Method::Kairos { sequence: true, .. } | Method::Sequence));
+    let schedule = if with_sequence || variants.iter().any(|v| matches!(v.method, Method::Kairos { learned: true, .. })) {
+        retrain::schedule(&prepared.kairos, &prepared.items, tuning, retrain_every_hours, with_sequence, progress)
     } else {
         Schedule::default()
     };

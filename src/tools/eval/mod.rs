@@ -45,7 +45,7 @@ use crate::rank::context::{RequestContext, event_keys};
 use crate::rank::decay::Decay;
 use crate::domain::{Event, EventContext, EventProps, Item};
 use crate::rank::profile::{InterestVector, ProfileParams};
-use crate::rank::scoring::{Request, ScoringConfig, Scorer};
+use crate::rank::scoring::{Request, ScoringConfig, Scorer, SeqQuery};
 use crate::rank::stats::{Observation, Segment, Stats};
 use crate::tools::machine;
 
@@ -168,6 +168,21 @@ impl EvalReport {
                     run.secs
                 );
             }
+        }
+        for run in &self.schedule.sequence.runs {
+            let _ = writeln!(
+                s,
+                "sequence {} {}: {} targets, {} items, loss {:?}, {:.1} s, {} bytes; ranker with it {}{}",
+                run.at.format("%m-%d %H:%M"),
+                run.outcome,
+                run.report.as_ref().map_or(0, |r| r.targets),
+                run.report.as_ref().map_or(0, |r| r.items),
+                run.report.as_ref().map(|r| r.losses.iter().map(|l| (l * 1000.0).round() / 1000.0).collect::<Vec<_>>()),
+                run.secs,
+                run.bytes,
+                run.ranker.outcome,
+                run.ranker.report.as_ref().map_or(String::new(), |r| format!(" (held-out NDCG@10 {:.3} vs hand-set {:.3})", r.holdout_ndcg, r.holdout_ndcg_handset)),
+            );
         }
         let _ = write!(
             s,

@@ -201,16 +201,23 @@ impl<'a> Replayer<'a> {
     /// of first appearance in the ranked list, then padded with trending categories).
     pub(super) fn query(&self, v: usize, user: usize, now: DateTime<Utc>, pad: &[CatIdx]) -> (Vec<ItemIdx>, Vec<CatIdx>) {
         let ranked: Vec<ItemIdx> = match &self.variants[v].method {
-            Method::Kairos { decay, scoring, learned } => {
+            Method::Kairos { decay, scoring, learned, sequence } => {
                 let history = &self.histories[user];
                 let params =
                     ProfileParams { decay, kind_weights: &self.kind_weights, horizon_secs: scoring.horizon_hours * 3600.0 };
                 let profile = InterestVector::build(history, &self.catalog, &params, now);
                 let context = RequestContext::at(&now.with_timezone(&self.zone), None, None);
                 let request = Request { n: RANKED_ITEMS, context, exclude: &self.no_exclusions };
-                let model = if *learned { self.schedule.at(now) } else { None };
+                let seq = &self.schedule.sequence;
+                let model = match (*learned, *sequence) {
+                    (false, _) => None,
+                    (true, false) => self.schedule.at(now),
+                    (true, true) => seq.ranker_at(now),
+                };
                 let scorer = Scorer { catalog: &self.catalog, stats: &self.stats, kinds: &self.kind_weights, cfg: scoring, model };
-                scorer.rank(&request, &profile, history, now)
+                let state = if *sequence { self.sequence_state(user, now) } else { None };
+                let q = state.as_ref().map(|(m, s)| SeqQuery { model: m, state: s, pool: self.tuning.sequence.candidates });
+                scorer.rank_with(&request, &profile, history, now, q.as_ref())
                     .items
                     .iter()
                     .filter_map(|s| self.catalog.idx(&s.item_id))
@@ -233,6 +240,17 @@ impl<'a> Replayer<'a> {
                 mine.iter().map(|x| x.0).chain(popular).take(RANKED_ITEMS).collect()
             }
             Method::Knn { sources } => self.knn(user, now, *sources),
+            Method::Sequence => {
+                let mut out: Vec<ItemIdx> = match self.sequence_state(user, now) {
+                    Some((m, state)) => m.nearest(&state, RANKED_ITEMS).into_iter().filter_map(|(id, _)| self.catalog.idx(id)).collect(),
+                    None => Vec::new(),
+                };
+                let chosen: IdxSet<ItemIdx> = out.iter().copied().collect();
+                let popular = self.stats.view(now, &Decay::None).trending(Segment::Global, RANKED_ITEMS * 2);
+                out.extend(popular.into_iter().map(|(i, _)| i).filter(|i| !chosen.contains(i)));
+                out.truncate(RANKED_ITEMS);
+                out
+            }
             Method::Popularity { decay } => self
                 .stats
                 .view(now, decay)
@@ -257,6 +275,14 @@ impl<'a> Replayer<'a> {
 }
 
 impl Replayer<'_> {
+    /// The sequence model in force at `now` and the user's state for a question then.
+    fn sequence_state(&self, user: usize, now: DateTime<Utc>) -> Option<(&crate::rank::sequence::SequenceModel, Vec<f32>)> {
+        let model = self.schedule.sequence.model_at(now)?;
+        let zone = |_: &Event| LOCAL_UTC_OFFSET_SECS;
+        let enc = model.encode(&self.histories[user], &zone)?;
+        Some((model, model.state(&enc, now, crate::rank::sequence::Moment::at(now, LOCAL_UTC_OFFSET_SECS, None))))
+    }
+
     /// Item-kNN alone: the sum of similarities to the user's last `sources` distinct items,
     /// their own items excluded, then items by popularity.
     fn knn(&self, user: usize, now: DateTime<Utc>, sources: usize) -> Vec<ItemIdx> {

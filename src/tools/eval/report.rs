@@ -201,6 +201,7 @@ fn markdown(r: &EvalReport, plot_link: &str) -> String {
     }
 
     learned_section(w, r);
+    super::retrain::sequence_section(w, r);
 
     if !sweep(r).is_empty() {
         let _ = writeln!(w, "\n## NDCG@10 against the half-life (hand-set blend)\n");

@@ -43,7 +43,7 @@ fn answers(rows: &[(&str, &str, &str, &str, i64)], variants: &[Variant]) -> Vec<
     let t = tuning();
     let log = log(rows);
     let prepared = prepare(&log);
-    let schedule = retrain::schedule(&prepared.kairos, &prepared.items, &t, 1.0, &ProgressBar::hidden());
+    let schedule = retrain::schedule(&prepared.kairos, &prepared.items, &t, 1.0, false, &ProgressBar::hidden());
     replay(&prepared, &t, &schedule, variants, 2, true, &ProgressBar::hidden()).into_iter().map(|a| a.captured).collect()
 }
 
@@ -113,7 +113,7 @@ fn learned_answers(log: &[LogEvent], cut: i64) -> (Vec<Vec<String>>, Schedule) {
     let t = tuning();
     let log: Vec<LogEvent> = log.iter().filter(|e| e.ts < cut).cloned().collect();
     let prepared = prepare(&log);
-    let schedule = retrain::schedule(&prepared.kairos, &prepared.items, &t, 24.0, &ProgressBar::hidden());
+    let schedule = retrain::schedule(&prepared.kairos, &prepared.items, &t, 24.0, false, &ProgressBar::hidden());
     let default: Vec<Variant> = variants(&t).into_iter().filter(|v| v.name == DEFAULT_ROW).collect();
     let answers = replay(&prepared, &t, &schedule, &default, 1, true, &ProgressBar::hidden()).remove(0).captured;
     (answers, schedule)

@@ -12,7 +12,12 @@ pub enum Method {
     /// kairos: `InterestVector::build` with `decay` and the configured kind weights, then
     /// `Scorer::rank` with `scoring`: by the model the replay's retraining deployed when
     /// `learned` (the hand-set blend until a first model exists), else by the hand-set blend.
-    Kairos { decay: Decay, scoring: Box<ScoringConfig>, learned: bool },
+    /// With `sequence`, the sequence model the replay trained is in force too (its nearest
+    /// items join the candidates) and the learned ranker is the one trained with its score.
+    Kairos { decay: Decay, scoring: Box<ScoringConfig>, learned: bool, sequence: bool },
+    /// The sequence model alone: the items of its table nearest to the user's state, then
+    /// popularity (a user it cannot encode, or before its first training).
+    Sequence,
     /// Item-kNN alone: Σ cosine similarity (the statistics' item-kNN) to the user's last
     /// `sources` distinct items, the user's own items excluded, then popularity.
     Knn { sources: usize },
@@ -57,6 +62,8 @@ pub struct Variant {
 impl Variant {
     pub(super) fn cost(&self) -> u32 {
         match self.method {
+            Method::Kairos { sequence: true, .. } => 40,
+            Method::Sequence => 10,
             Method::Kairos { learned: true, .. } => 30,
             Method::Kairos { .. } => 20,
             Method::Knn { .. } => 4,
@@ -73,6 +80,11 @@ pub const HALF_LIVES: [f64; 8] = [1.0, 3.0, 6.0, 12.0, 24.0, 48.0, 96.0, 168.0];
 pub const DEFAULT_ROW: &str = "kairos default (config/default.toml)";
 /// Name of the hand-set blend's row (the shipped config without a model).
 pub const HANDSET_ROW: &str = "kairos hand-set blend (no model)";
+/// Name of the sequence model's row.
+pub const SEQUENCE_ROW: &str = "sequence model alone (nearest items to the user's state)";
+/// Name of the learned ranker's row with the sequence model flipped from the shipped setting.
+pub const SEQUENCE_FLIP_ON: &str = "kairos learned ranker + sequence model (feature and candidates)";
+pub const SEQUENCE_FLIP_OFF: &str = "kairos learned ranker without the sequence model";
 /// Name of the item-kNN baseline's row.
 pub const KNN_ROW: &str = "item-kNN: cosine with the last 10 distinct items, own items excluded";
 /// Name of the yardstick's row.
@@ -88,16 +100,23 @@ pub fn variants(tuning: &Tuning) -> Vec<Variant> {
     let kairos = |name: String, group: Group, decay: Decay, scoring: ScoringConfig| Variant {
         name,
         group,
-        method: Method::Kairos { decay, scoring: Box::new(scoring), learned: false },
+        method: Method::Kairos { decay, scoring: Box::new(scoring), learned: false, sequence: false },
         curve: None,
     };
     let mut v = vec![
         Variant {
             name: DEFAULT_ROW.into(),
             group: Group::Headline,
-            method: Method::Kairos { decay: tuning.decay.clone(), scoring: Box::new(base.clone()), learned: tuning.model.enabled },
+            method: Method::Kairos { decay: tuning.decay.clone(), scoring: Box::new(base.clone()), learned: tuning.model.enabled, sequence: tuning.sequence.enabled },
             curve: None,
         },
+        Variant {
+            name: if tuning.sequence.enabled { SEQUENCE_FLIP_OFF } else { SEQUENCE_FLIP_ON }.into(),
+            group: Group::Headline,
+            method: Method::Kairos { decay: tuning.decay.clone(), scoring: Box::new(base.clone()), learned: true, sequence: !tuning.sequence.enabled },
+            curve: None,
+        },
+        Variant { name: SEQUENCE_ROW.into(), group: Group::Headline, method: Method::Sequence, curve: None },
         kairos(HANDSET_ROW.into(), Group::Headline, tuning.decay.clone(), base.clone()),
         Variant { name: KNN_ROW.into(), group: Group::Headline, method: Method::Knn { sources: 10 }, curve: None },
         Variant {
