@@ -320,3 +320,19 @@ pub async fn expect_problem(response: Response, status: StatusCode) -> Value {
 pub fn problem_fields(body: &Value) -> Vec<String> {
     body["errors"].as_array().map(|a| a.iter().map(|e| e["field"].as_str().unwrap().to_string()).collect()).unwrap_or_default()
 }
+
+/// Stores `params` as a model of `kind`, deployed now, straight into the app's store (as a
+/// corrupt or foreign trainer would). Returns its version.
+pub async fn store_deployed_model(app: &TestApp, kind: &str, params: &str) -> i64 {
+    let now = app.state.clock.now();
+    let row = kairos::store::NewModel {
+        kind: kind.into(),
+        created_at: now,
+        window_from: now,
+        window_to: now,
+        deploy: true,
+        metrics: serde_json::json!({}),
+        params: params.into(),
+    };
+    app.store.insert_model(&row).await.unwrap()
+}

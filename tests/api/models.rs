@@ -6,12 +6,11 @@
 use std::collections::HashSet;
 
 use chrono::{TimeDelta, Utc};
-use kairos::store::NewModel;
 use kairos::tools::synth::{Regime, Shape, generate};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_KEY, Backend, INGEST_KEY, READ_KEY, TestApp, expect_problem, problem_fields};
+use crate::helpers::{ADMIN_KEY, Backend, INGEST_KEY, READ_KEY, TestApp, expect_problem, problem_fields, store_deployed_model};
 use crate::on_both_stores;
 
 /// Posts a generated log of `regime` (its items first), shifted to end an hour ago.
@@ -134,18 +133,8 @@ async fn a_corrupt_stored_model_is_refused_and_the_previous_one_keeps_serving(ba
     let app = TestApp::spawn(backend).await;
     let log = load_log(&app, Regime::Repeat).await;
     let good = train(&app).await["version"].as_i64().expect("a first model");
-    let now = Utc::now();
     for params in ["{\"format\":", r#"{"format":"kairos-linear-ranker/1","features":["a"],"mean":[0],"scale":[1],"weights":[1]}"#] {
-        let bad = NewModel {
-            kind: "ranker".into(),
-            created_at: now,
-            window_from: now,
-            window_to: now,
-            deploy: true,
-            metrics: json!({}),
-            params: params.into(),
-        };
-        let version = app.store.insert_model(&bad).await.unwrap();
+        let version = store_deployed_model(&app, "ranker", params).await;
         assert_eq!(app.state.engine.load_model().await.unwrap(), Some(good as u64));
         let listed = models(&app).await;
         assert_eq!(listed["in_force"], version, "the store says the bad one is in force");
@@ -176,9 +165,7 @@ async fn the_sequence_model_is_trained_stored_loaded_and_named_and_a_corrupt_one
     let again = train(&app).await;
     assert_eq!(again["sequence"]["outcome"], "deployed", "{again}");
     assert_eq!(models(&app).await["sequence_serving"], again["sequence"]["version"], "the training replica loads it at once");
-    let now = Utc::now();
-    let bad = NewModel { kind: "sequence".into(), created_at: now, window_from: now, window_to: now, deploy: true, metrics: json!({}), params: "{\"format\":\"kairos-sequence/1\"".into() };
-    app.store.insert_model(&bad).await.unwrap();
+    store_deployed_model(&app, "sequence", "{\"format\":\"kairos-sequence/1\"").await;
     app.state.engine.load_model().await.unwrap();
     let serving = models(&app).await["sequence_serving"].as_i64();
     assert_eq!(serving, again["sequence"]["version"].as_i64(), "the corrupt model is refused, the previous one keeps serving");

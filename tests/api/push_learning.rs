@@ -5,11 +5,10 @@
 //! model is refused at load and the hand-set policy decides, saying why.
 
 use chrono::TimeDelta;
-use kairos::store::NewModel;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_KEY, Backend, GATEWAY_KEY, TestApp};
+use crate::helpers::{ADMIN_KEY, Backend, GATEWAY_KEY, TestApp, store_deployed_model};
 use crate::on_both_stores;
 use crate::pushes::{feedback, freeze, plan, shopper};
 
@@ -97,20 +96,11 @@ async fn the_push_policy_learns_from_the_gateways_feedback_once_enough_pushes_ar
 
 async fn a_corrupt_stored_push_response_model_is_refused_and_the_hand_set_policy_decides_saying_why(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let now = freeze(&app);
+    freeze(&app);
     shopper(&app, "cz", true).await;
     // A format this build does not read, and a document that is not JSON.
     for params in [r#"{"format":"kairos-push-response/1","version":1}"#, "{\"format\":"] {
-        let bad = NewModel {
-            kind: "push_response".into(),
-            created_at: now,
-            window_from: now,
-            window_to: now,
-            deploy: true,
-            metrics: json!({}),
-            params: params.into(),
-        };
-        let version = app.store.insert_model(&bad).await.unwrap();
+        let version = store_deployed_model(&app, "push_response", params).await;
         app.state.engine.load_model().await.unwrap();
         let listed: Value = app.get("/v1/admin/models", ADMIN_KEY).await.json().await.unwrap();
         assert_eq!(listed["push_response"]["in_force"], version, "{listed}");
