@@ -274,15 +274,7 @@ fn section_b(w: &mut String, r: &EvalPushReport) {
     let _ = writeln!(w, "| campaign | policy | IPS | SNIPS | DR |\n|---|---|---|---|---|");
     for c in &r.campaigns {
         for row in &c.second_half {
-            let _ = writeln!(
-                w,
-                "| {} | {} | {} | {} | {} |",
-                c.name,
-                row.policy,
-                cell(row, Estimator::Ips),
-                cell(row, Estimator::Snips),
-                cell(row, Estimator::Dr)
-            );
+            estimate_row(w, &c.name, row);
         }
         let _ = writeln!(w, "| {} | `{UNIFORM_LOG}` observed | {} | | |", c.name, est(&c.observed_random_second));
         let _ = writeln!(
@@ -390,15 +382,7 @@ fn section_d(w: &mut String, r: &EvalPushReport) {
     let _ = writeln!(w, "| campaign | policy | IPS | SNIPS | DR |\n|---|---|---|---|---|");
     for c in &r.campaigns {
         for row in &c.on_bts {
-            let _ = writeln!(
-                w,
-                "| {} | {} | {} | {} | {} |",
-                c.name,
-                row.policy,
-                cell(row, Estimator::Ips),
-                cell(row, Estimator::Snips),
-                cell(row, Estimator::Dr)
-            );
+            estimate_row(w, &c.name, row);
         }
     }
     let _ = writeln!(w);
@@ -509,4 +493,9 @@ fn limits(w: &mut String, r: &EvalPushReport) {
          requests than the `{UNIFORM_LOG}` log's; the learned policies here learned from the first half of \
          `{UNIFORM_LOG}` only.\n"
     );
+}
+
+/// One policy's IPS, SNIPS and DR cells in a campaign's table.
+fn estimate_row(w: &mut String, campaign: &str, row: &Row) {
+    let _ = writeln!(w, "| {campaign} | {} | {} | {} | {} |", row.policy, cell(row, Estimator::Ips), cell(row, Estimator::Snips), cell(row, Estimator::Dr));
 }
