@@ -30,6 +30,12 @@ enum Command {
     CheckConfig,
     /// Load-test the HTTP API (or raw COPY) and print throughput and latency.
     Loadgen(kairos::tools::loadgen::LoadgenOptions),
+    /// A minimal axum server answering GET and POST with fixed bodies: the yardstick of
+    /// scripts/bench.
+    Baseline(kairos::tools::baseline::BaselineOptions),
+    /// A paced mixed load on replicas sharing one PostgreSQL, then an audit of the store
+    /// (see scripts/soak); exit 1 when a check fails.
+    Soak(kairos::tools::soak::SoakOptions),
     /// Write a synthetic catalog, users and histories into the configured store.
     Datagen(kairos::tools::datagen::DatagenOptions),
     /// Replay a real behaviour log through profile and scoring; write docs/EVALUATION.md.
@@ -72,6 +78,17 @@ fn main() -> anyhow::Result<()> {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             let report = rt.block_on(kairos::tools::loadgen::run(opts.clone()))?;
             println!("{report}");
+            Ok(())
+        }
+        Command::Baseline(opts) => {
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(kairos::tools::baseline::run(opts.clone()))
+        }
+        Command::Soak(opts) => {
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            if !rt.block_on(kairos::tools::soak::run(opts.clone()))? {
+                std::process::exit(1);
+            }
             Ok(())
         }
         Command::Datagen(opts) => {

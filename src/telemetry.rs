@@ -25,6 +25,17 @@ const SECONDS_BUCKETS: &[f64] =
     &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 const SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0];
 
+/// Sets `process_resident_memory_bytes` from `/proc/self/status` (Linux; elsewhere the gauge
+/// is not exported).
+pub fn export_process_gauges() {
+    let rss_kib = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?.trim().parse::<f64>().ok()));
+    if let Some(kib) = rss_kib {
+        metrics::gauge!("process_resident_memory_bytes").set(kib * 1024.0);
+    }
+}
+
 /// The process-wide Prometheus recorder (installed on first use).
 pub fn prometheus() -> PrometheusHandle {
     PROMETHEUS

@@ -70,6 +70,7 @@ pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Readiness>>
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     state.engine.export_gauges();
+    crate::telemetry::export_process_gauges();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.prometheus.render())
 }
 

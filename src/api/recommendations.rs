@@ -34,10 +34,12 @@ fn parse_at(q: &Params, errors: &mut Vec<FieldError>) -> Option<DateTime<Utc>> {
     }
 }
 
-/// Parses the query of a recommendation request; every bad parameter is named.
-pub fn parse_request(q: &Params, now: DateTime<Utc>) -> Result<RecommendationRequest, Vec<FieldError>> {
+/// Parses the query of a recommendation request, and whether its reasons are to be short;
+/// every bad parameter is named.
+pub fn parse_request(q: &Params, now: DateTime<Utc>) -> Result<(RecommendationRequest, bool), Vec<FieldError>> {
     let mut errors = Vec::new();
-    q.refuse_unknown(&["n", "device", "at", "country", "exclude"], &mut errors);
+    let short = short_reasons(q, &mut errors);
+    q.refuse_unknown(&["n", "device", "at", "country", "exclude", "reasons"], &mut errors);
     let n = match q.get("n") {
         None => 10,
         Some(s) => match s.parse::<usize>() {
@@ -75,7 +77,19 @@ pub fn parse_request(q: &Params, now: DateTime<Utc>) -> Result<RecommendationReq
         errors.push(FieldError::new("exclude", format!("{bad:?} is not a valid item id (1..=256 characters, not blank)")));
     }
     let exclude: Vec<String> = exclude.into_iter().map(|id| id.trim().to_string()).collect();
-    if errors.is_empty() { Ok(RecommendationRequest { n, device, country, at, exclude }) } else { Err(errors) }
+    if errors.is_empty() { Ok((RecommendationRequest { n, device, country, at, exclude }, short)) } else { Err(errors) }
+}
+
+/// `reasons`: `full` (the default) or `short`.
+fn short_reasons(q: &Params, errors: &mut Vec<FieldError>) -> bool {
+    match q.get("reasons").map(String::as_str) {
+        None | Some("full") => false,
+        Some("short") => true,
+        Some(_) => {
+            errors.push(FieldError::new("reasons", "must be short or full"));
+            false
+        }
+    }
 }
 
 /// The query of a recommendation request (a mirror of `parse_request`, for the OpenAPI
@@ -99,6 +113,20 @@ pub struct RecommendationsQuery {
     /// blank, trimmed).
     #[param(max_items = 200, inline)]
     exclude: Option<Vec<ExcludedId>>,
+    /// `full` (default): every reason list; `short`: each item's score parts and its three
+    /// largest contributions, the evidence lists (`features`, `events`, `cooccurs_with`,
+    /// `similar_to`, `context_lifts`) empty. Short answers are a fraction of the size.
+    #[param(inline)]
+    reasons: Option<ReasonsDetail>,
+}
+
+/// How much of each item's reasons an answer carries.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum ReasonsDetail {
+    Short,
+    Full,
 }
 
 /// An item id in `exclude`: no comma, no control character, not blank.
@@ -129,8 +157,11 @@ pub async fn get_recommendations(
     q: Params,
 ) -> ApiResult<Json<RecommendationResponse>> {
     user_path_id(&id)?;
-    let req = parse_request(&q, state.clock.now()).map_err(ApiError::invalid)?;
-    let answer = state.engine.recommend(&id, &req).await?;
+    let (req, short) = parse_request(&q, state.clock.now()).map_err(ApiError::invalid)?;
+    let mut answer = state.engine.recommend(&id, &req).await?;
+    if short {
+        answer.items.iter_mut().for_each(|item| item.reasons.shorten());
+    }
     metrics::counter!("kairos_recommendations_total", "cold_start" => if answer.cold_start { "true" } else { "false" })
         .increment(1);
     Ok(Json(answer))

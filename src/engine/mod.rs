@@ -10,7 +10,7 @@
 //! other replicas change in a user's settings and push state (items pushed or suppressed);
 //! this replica's own changes to them drop the entry at once.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -136,6 +136,9 @@ pub struct Engine {
     max_unknown_items: usize,
     /// Where this replica has read the user change log up to (the store's clock).
     changes_read: Mutex<Option<DateTime<Utc>>>,
+    /// The change log's sequence numbers applied within the overlap read again, with their
+    /// times: a change is applied once, however often the overlap reads it.
+    changes_applied: Mutex<HashMap<i64, DateTime<Utc>>>,
     pub(crate) catalog: RwLock<Catalog>,
     pub(crate) stats: RwLock<Stats>,
     population: RwLock<ActivityHistogram>,
@@ -176,6 +179,7 @@ impl Engine {
             users: users::UserCache::new(limits.history_cache_users, limits.max_events_per_user),
             max_unknown_items: limits.max_unknown_items,
             changes_read: Mutex::new(None),
+            changes_applied: Mutex::new(HashMap::new()),
             catalog: RwLock::new(Catalog::new()),
             stats: RwLock::new(Stats::new(stats_cfg)),
             population: RwLock::new(ActivityHistogram::new()),

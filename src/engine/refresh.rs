@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{CATALOG_OVERLAP, CATALOG_PAGE, Engine, REFRESH_EVERY, REFRESH_PAGE, SETTLE};
 use crate::rank::catalog::{Catalog, ItemIdx};
-use crate::store::ChangeKind;
+use crate::store::{ChangeCursor, ChangeKind};
 
 /// Changes read per query of the user change log.
 const CHANGE_PAGE: i64 = 5_000;
@@ -151,20 +151,39 @@ impl Engine {
     /// from the statistics too. Changes are read again over [`CHANGE_OVERLAP`], so one
     /// committed late is not missed (applying one twice is harmless).
     async fn apply_user_changes(&self) -> StoreResult<usize> {
+        self.apply_user_changes_in_pages(CHANGE_PAGE).await
+    }
+
+    /// [`Engine::apply_user_changes`] reading `page` changes per query (tests use small pages).
+    /// Pages follow the log's (time, sequence) order, so a page of changes that share one
+    /// time (one transaction's) is followed by the rest, and a page full of changes inside
+    /// the overlap does not start the loop again.
+    #[doc(hidden)]
+    pub async fn apply_user_changes_in_pages(&self, page: i64) -> StoreResult<usize> {
+        let read_to = *self.changes_read.lock().expect("change cursor lock");
+        let mut cursor = read_to.map(|t| ChangeCursor::after(t - CHANGE_OVERLAP));
         let mut applied = 0;
         loop {
-            let after = *self.changes_read.lock().expect("change cursor lock");
-            let (changes, high) = self.store.user_changes_since(after.map(|t| t - CHANGE_OVERLAP), CHANGE_PAGE).await?;
+            let (changes, now) = self.store.user_changes_since(cursor, page).await?;
+            let mut seen = self.changes_applied.lock().expect("applied changes lock");
             for c in &changes {
+                if seen.insert(c.seq, c.changed_at).is_some() {
+                    continue;
+                }
                 self.users.remove(&c.user_id);
                 if c.kind == ChangeKind::Erased {
                     self.stats.write().expect("stats lock").forget_user(&c.user_id);
                 }
+                applied += 1;
             }
-            applied += changes.len();
-            *self.changes_read.lock().expect("change cursor lock") = Some(high);
-            if (changes.len() as i64) < CHANGE_PAGE {
-                return Ok(applied);
+            match changes.last() {
+                Some(last) if changes.len() as i64 == page => cursor = Some(ChangeCursor::at(last)),
+                _ => {
+                    // The next refresh reads from `now − overlap`: what is older is not read again.
+                    seen.retain(|_, t| *t >= now - CHANGE_OVERLAP);
+                    *self.changes_read.lock().expect("change cursor lock") = Some(now);
+                    return Ok(applied);
+                }
             }
         }
     }

@@ -34,10 +34,11 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// The change log that keeps every replica's caches true, and the shared push budget.
 #[async_trait]
 pub trait ChangeStore: Send + Sync {
-    /// Changes logged after `after` (with `None`: none, only the store's clock), and the
-    /// store's time of the read, to pass as the next `after` (minus an overlap: a change
-    /// committed late is read again, and applying one twice is harmless).
-    async fn user_changes_since(&self, after: Option<DateTime<Utc>>, limit: i64) -> StoreResult<(Vec<UserChange>, DateTime<Utc>)>;
+    /// Up to `limit` changes logged after `after` in (time, sequence) order (with `None`:
+    /// none), and the store's clock at the read. A full page continues from its last change;
+    /// the last page's clock, minus an overlap, starts the next refresh (a change committed
+    /// late is read again, and the reader skips the sequence numbers it has applied).
+    async fn user_changes_since(&self, after: Option<ChangeCursor>, limit: i64) -> StoreResult<(Vec<UserChange>, DateTime<Utc>)>;
 
     /// Drops changes logged before `before`; returns how many.
     async fn prune_user_changes(&self, before: DateTime<Utc>) -> StoreResult<u64>;

@@ -180,9 +180,31 @@ impl ChangeKind {
 /// One row of the change log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserChange {
+    /// The log's own number (unique; not in commit order).
+    pub seq: i64,
     pub user_id: String,
     pub kind: ChangeKind,
     pub changed_at: DateTime<Utc>,
+}
+
+/// A place in the change log: changes after it in (time, sequence) order are read. Many
+/// changes share one time (one transaction's), so the time alone cannot page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChangeCursor {
+    pub changed_at: DateTime<Utc>,
+    pub seq: i64,
+}
+
+impl ChangeCursor {
+    /// Every change logged after `t`.
+    pub fn after(t: DateTime<Utc>) -> ChangeCursor {
+        ChangeCursor { changed_at: t, seq: i64::MAX }
+    }
+
+    /// Just after `change`.
+    pub fn at(change: &UserChange) -> ChangeCursor {
+        ChangeCursor { changed_at: change.changed_at, seq: change.seq }
+    }
 }
 
 /// What writing a user's settings did.

@@ -60,6 +60,10 @@ pub struct LoadgenOptions {
     /// Distinct item ids to draw from (`i0` .. `iN-1`).
     #[arg(long, default_value_t = 100_000)]
     pub items: u64,
+    /// Recommendations: ask for each user once, in order (`u0`, `u1`, ...: a first pass over
+    /// cold caches), ending when all were asked or the time is up.
+    #[arg(long)]
+    pub each_user_once: bool,
     /// PostgreSQL URL for `--target copy`.
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
@@ -138,7 +142,7 @@ pub fn random_event(rng: &mut SmallRng, users: u64, items: u64) -> Value {
 }
 
 /// One keep-alive connection to the service, reopened after an error.
-struct Conn {
+pub(crate) struct Conn {
     /// `host:port` to connect to.
     addr: String,
     host: HeaderValue,
@@ -147,7 +151,7 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(url: &hyper::Uri, key: &str) -> anyhow::Result<Conn> {
+    pub(crate) fn new(url: &hyper::Uri, key: &str) -> anyhow::Result<Conn> {
         anyhow::ensure!(url.scheme_str() == Some("http"), "--url must be http://host:port (got {url})");
         let authority = url.authority().context("--url needs a host")?;
         let addr = format!("{}:{}", authority.host(), authority.port_u16().unwrap_or(80));
@@ -161,6 +165,11 @@ impl Conn {
 
     /// Sends one request and reads the whole answer; returns its status.
     async fn send(&mut self, method: Method, path: &str, json: Option<Vec<u8>>) -> anyhow::Result<StatusCode> {
+        self.exchange(method, path, json).await.map(|(status, _)| status)
+    }
+
+    /// Sends one request; returns its status and body.
+    pub(crate) async fn exchange(&mut self, method: Method, path: &str, json: Option<Vec<u8>>) -> anyhow::Result<(StatusCode, Bytes)> {
         let result = self.try_send(method, path, json).await;
         if result.is_err() {
             self.sender = None;
@@ -168,7 +177,7 @@ impl Conn {
         result
     }
 
-    async fn try_send(&mut self, method: Method, path: &str, json: Option<Vec<u8>>) -> anyhow::Result<StatusCode> {
+    async fn try_send(&mut self, method: Method, path: &str, json: Option<Vec<u8>>) -> anyhow::Result<(StatusCode, Bytes)> {
         let sender = match &mut self.sender {
             Some(s) if !s.is_closed() => s,
             _ => {
@@ -187,8 +196,8 @@ impl Conn {
         }
         let response = sender.send_request(req.body(Full::new(Bytes::from(json.unwrap_or_default())))?).await?;
         let status = response.status();
-        response.into_body().collect().await?;
-        Ok(status)
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok((status, body))
     }
 }
 
@@ -199,6 +208,7 @@ pub async fn run(opts: LoadgenOptions) -> anyhow::Result<LoadReport> {
     let bar = ProgressBar::new(opts.duration);
     bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len}s {msg}").expect("static template"));
     let units = Arc::new(AtomicU64::new(0));
+    let next_user = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let ticker = {
         let (bar, units) = (bar.clone(), units.clone());
@@ -228,7 +238,7 @@ pub async fn run(opts: LoadgenOptions) -> anyhow::Result<LoadReport> {
     let url: hyper::Uri = opts.url.trim_end_matches('/').parse().context("--url")?;
     let prefix = url.path().trim_end_matches('/').to_string();
     for c in 0..opts.connections {
-        let (opts, units, pool, prefix) = (opts.clone(), units.clone(), copy_pool.clone(), prefix.clone());
+        let (opts, units, pool, prefix, next_user) = (opts.clone(), units.clone(), copy_pool.clone(), prefix.clone(), next_user.clone());
         let mut conn = Conn::new(&url, &opts.key)?;
         tasks.push(tokio::spawn(async move {
             let mut rng = SmallRng::seed_from_u64(opts.seed.wrapping_add(c as u64));
@@ -244,7 +254,10 @@ pub async fn run(opts: LoadgenOptions) -> anyhow::Result<LoadReport> {
                         (matches!(r, Ok(StatusCode::ACCEPTED)), opts.batch as u64)
                     }
                     Target::Recommendations => {
-                        let user = rng.random_range(0..opts.users);
+                        let user = if opts.each_user_once { next_user.fetch_add(1, Ordering::Relaxed) } else { rng.random_range(0..opts.users) };
+                        if user >= opts.users {
+                            break;
+                        }
                         let device = DEVICES[rng.random_range(0..3)];
                         let path = format!("{prefix}/v1/users/u{user}/recommendations?n=10&device={device}");
                         (matches!(conn.send(Method::GET, &path, None).await, Ok(StatusCode::OK)), 1)

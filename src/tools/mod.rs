@@ -1,6 +1,8 @@
 //! Offline command-line tools over the same library code as the service. The service
 //! (`api`, `engine`, `startup`, ...) never imports them.
 
+/// The minimal HTTP server every HTTP figure is a ratio to (`kairos baseline`).
+pub mod baseline;
 /// Synthetic catalog/user/event generator for load tests.
 pub mod datagen;
 /// Demo: the service on the Taobao sample end to end, loaded over HTTP (`kairos demo`).
@@ -11,6 +13,8 @@ pub mod eval;
 pub mod eval_push;
 /// HTTP load generator (`kairos loadgen`).
 pub mod loadgen;
+/// Soak of replicas on one PostgreSQL, with an audit of the store (`kairos soak`).
+pub mod soak;
 /// Push-policy simulation over real histories (`kairos simulate`).
 pub mod simulate;
 /// Behaviour logs with a planted behaviour (`kairos synth`).

@@ -47,6 +47,33 @@ async fn an_erase_reaches_another_replicas_caches_and_statistics_at_its_next_ref
     a.stop().await;
 }
 
+/// More changes inside the overlap than one page holds: the refresh pages on through them
+/// (it used to read the same full page again forever, so no later erase was ever applied),
+/// applies each change once, and a second refresh applies none of them again.
+async fn a_refresh_pages_through_more_changes_than_a_page_and_applies_each_once(backend: Backend) {
+    let a = TestApp::spawn(backend).await;
+    let b = a.replica().await;
+    let items = json!({"items": [{"item_id": "p1", "category": "toys"}]});
+    assert_eq!(a.post("/v1/items", INGEST_KEY, &items).await.status(), StatusCode::OK);
+    views(&a, "paula", &["p1"]).await;
+    b.state.engine.refresh(TimeDelta::zero()).await.unwrap();
+    assert!(!get_json(&b, "/v1/users/paula/interests").await["features"].as_array().unwrap().is_empty());
+    for i in 0..25 {
+        let r = a.put(&format!("/v1/users/settings-{i}"), INGEST_KEY, &json!({"timezone": "UTC", "push_consent": false})).await;
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    assert_eq!(a.delete("/v1/users/paula", ADMIN_KEY).await.status(), StatusCode::OK);
+    // A guard against the old endless loop, not a speed threshold.
+    let pages = tokio::time::timeout(std::time::Duration::from_secs(60), b.state.engine.apply_user_changes_in_pages(10));
+    // (The replica's own refresher runs too and may have applied some of them first.)
+    let applied = pages.await.expect("the refresh ends").unwrap();
+    assert!(applied <= 26, "25 settings changes and one erase, each once: {applied}");
+    assert!(get_json(&b, "/v1/users/paula/interests").await["features"].as_array().unwrap().is_empty(), "paula is forgotten");
+    assert_eq!(b.state.engine.apply_user_changes_in_pages(10).await.unwrap(), 0, "the overlap read again applies nothing twice");
+    b.stop().await;
+    a.stop().await;
+}
+
 async fn one_users_history_is_bounded_to_their_newest_events_at_read_and_in_memory(backend: Backend) {
     let app = TestApp::spawn_with(backend, |s| s.engine.max_events_per_user = 5).await;
     let names: Vec<String> = (0..12).map(|i| format!("h{i}")).collect();
@@ -233,6 +260,7 @@ async fn events_past_the_retention_leave_the_log(backend: Backend) {
 on_both_stores!(
     events_past_the_retention_leave_the_log,
     an_erase_reaches_another_replicas_caches_and_statistics_at_its_next_refresh,
+    a_refresh_pages_through_more_changes_than_a_page_and_applies_each_once,
     one_users_history_is_bounded_to_their_newest_events_at_read_and_in_memory,
     a_user_over_the_per_minute_limit_is_refused_with_429_and_nothing_is_stored,
     a_request_at_another_time_never_changes_the_next_answer,

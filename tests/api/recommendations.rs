@@ -160,6 +160,7 @@ async fn bad_recommendation_parameters_are_refused_with_their_name(backend: Back
         ("country=Germany".to_string(), "country"),
         (format!("exclude={}", long.join(",")), "exclude"),
         ("colour=red".to_string(), "colour"),
+        ("reasons=brief".to_string(), "reasons"),
     ];
     for (q, field) in cases {
         let r = app.get(&format!("/v1/users/u/recommendations?{q}"), READ_KEY).await;
@@ -173,7 +174,39 @@ async fn bad_recommendation_parameters_are_refused_with_their_name(backend: Back
     app.stop().await;
 }
 
+/// `reasons=short` answers the same items with the same scores as the full answer, each with
+/// its score parts and largest three contributions, and without the evidence lists.
+async fn short_reasons_keep_the_ranking_and_drop_the_evidence(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    catalog(&app, "books/scifi", "book", 6).await;
+    let events: Vec<Value> = (0..4).map(|i| json!({"user_id": "s", "item_id": format!("book{i}"), "kind": "cart"})).collect();
+    app.post_events(&json!({"events": events})).await;
+    // One `at` for all three, so their decay is the same.
+    let at = format!("n=6&device=mobile&at={}", app.state.clock.now().format("%Y-%m-%dT%H:%M:%S%.6fZ"));
+    let full = recommend(&app, "s", &at).await;
+    let explicit = recommend(&app, "s", &format!("{at}&reasons=full")).await;
+    let short = recommend(&app, "s", &format!("{at}&reasons=short")).await;
+    assert_eq!(full["items"], explicit["items"], "full is the default");
+    assert_eq!(ids(&full), ids(&short));
+    let lists = ["features", "events", "cooccurs_with", "similar_to", "context_lifts"];
+    assert!(full["items"].as_array().unwrap().iter().any(|i| !i["reasons"]["events"].as_array().unwrap().is_empty()), "{full}");
+    for (f, s) in full["items"].as_array().unwrap().iter().zip(short["items"].as_array().unwrap()) {
+        assert_eq!(f["score"], s["score"]);
+        for part in ["time", "cooccurrence", "trending", "context", "knn"] {
+            assert_eq!(f["reasons"][part], s["reasons"][part], "{part}");
+        }
+        let (fc, sc) = (f["reasons"]["contributions"].as_array().unwrap(), s["reasons"]["contributions"].as_array().unwrap());
+        assert_eq!(sc[..], fc[..fc.len().min(3)]);
+        for list in lists {
+            assert_eq!(s["reasons"][list], json!([]), "{list}");
+        }
+    }
+    assert!(short.to_string().len() < full.to_string().len());
+    app.stop().await;
+}
+
 on_both_stores!(
+    short_reasons_keep_the_ranking_and_drop_the_evidence,
     recent_interest_wins_under_decay_and_the_larger_old_one_without,
     a_reloaded_kind_weight_changes_the_next_answer_for_a_cached_user,
     the_request_context_changes_the_top_for_a_new_user,

@@ -189,6 +189,22 @@ pub struct Reasons {
     pub context_lifts: Vec<WeightedLabel>,
 }
 
+/// How many contributions a short answer keeps.
+pub const SHORT_CONTRIBUTIONS: usize = 3;
+
+impl Reasons {
+    /// The short form (`?reasons=short`): the score's parts and its largest
+    /// `SHORT_CONTRIBUTIONS` contributions; the evidence lists left empty.
+    pub fn shorten(&mut self) {
+        self.contributions.truncate(SHORT_CONTRIBUTIONS);
+        self.features.clear();
+        self.context_lifts.clear();
+        self.events.clear();
+        self.cooccurs_with.clear();
+        self.similar_to.clear();
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 pub struct WeightedLabel {
     pub label: String,

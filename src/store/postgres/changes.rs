@@ -6,25 +6,33 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::PgStore;
-use crate::store::{ChangeKind, ChangeStore, StoreResult, UserChange};
+use crate::store::{ChangeCursor, ChangeKind, ChangeStore, StoreResult, UserChange};
 
 #[async_trait]
 impl ChangeStore for PgStore {
-    async fn user_changes_since(&self, after: Option<DateTime<Utc>>, limit: i64) -> StoreResult<(Vec<UserChange>, DateTime<Utc>)> {
+    async fn user_changes_since(&self, after: Option<ChangeCursor>, limit: i64) -> StoreResult<(Vec<UserChange>, DateTime<Utc>)> {
         let now: DateTime<Utc> = sqlx::query_scalar("select clock_timestamp()").fetch_one(&self.pool).await?;
         let Some(after) = after else { return Ok((Vec::new(), now)) };
-        let rows = sqlx::query("select user_id, kind, changed_at from user_changes where changed_at > $1 order by changed_at limit $2")
-            .bind(after)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "select seq, user_id, kind, changed_at from user_changes where (changed_at, seq) > ($1, $2) order by changed_at, seq limit $3",
+        )
+        .bind(after.changed_at)
+        .bind(after.seq)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
         let changes = rows
             .iter()
-            .map(|r| Ok(UserChange { user_id: r.try_get("user_id")?, kind: ChangeKind::parse(r.try_get("kind")?)?, changed_at: r.try_get("changed_at")? }))
+            .map(|r| {
+                Ok(UserChange {
+                    seq: r.try_get("seq")?,
+                    user_id: r.try_get("user_id")?,
+                    kind: ChangeKind::parse(r.try_get("kind")?)?,
+                    changed_at: r.try_get("changed_at")?,
+                })
+            })
             .collect::<StoreResult<Vec<_>>>()?;
-        // A full page: continue from its last change, not from now.
-        let high = if changes.len() as i64 == limit { changes.last().map_or(now, |c| c.changed_at) } else { now };
-        Ok((changes, high))
+        Ok((changes, now))
     }
 
     async fn prune_user_changes(&self, before: DateTime<Utc>) -> StoreResult<u64> {

@@ -16,6 +16,7 @@ use super::{
 };
 use crate::config::DatabaseSettings;
 
+mod audit;
 mod changes;
 mod models;
 mod rows;

@@ -7,30 +7,34 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::{SqliteStore, from_micros, parse_uuid, to_micros};
-use crate::store::{ChangeKind, ChangeStore, StoreError, StoreResult, UserChange};
+use crate::store::{ChangeCursor, ChangeKind, ChangeStore, StoreError, StoreResult, UserChange};
 
 #[async_trait]
 impl ChangeStore for SqliteStore {
-    async fn user_changes_since(&self, after: Option<DateTime<Utc>>, limit: i64) -> StoreResult<(Vec<UserChange>, DateTime<Utc>)> {
+    async fn user_changes_since(&self, after: Option<ChangeCursor>, limit: i64) -> StoreResult<(Vec<UserChange>, DateTime<Utc>)> {
         let now = Utc::now();
         let Some(after) = after else { return Ok((Vec::new(), now)) };
-        let rows = sqlx::query("select user_id, kind, changed_at from user_changes where changed_at > ?1 order by changed_at limit ?2")
-            .bind(to_micros(after))
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "select seq, user_id, kind, changed_at from user_changes \
+             where changed_at > ?1 or (changed_at = ?1 and seq > ?2) order by changed_at, seq limit ?3",
+        )
+        .bind(to_micros(after.changed_at))
+        .bind(after.seq)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
         let changes = rows
             .iter()
             .map(|r| {
                 Ok(UserChange {
+                    seq: r.try_get("seq")?,
                     user_id: r.try_get("user_id")?,
                     kind: ChangeKind::parse(r.try_get("kind")?)?,
                     changed_at: from_micros(r.try_get("changed_at")?)?,
                 })
             })
             .collect::<StoreResult<Vec<_>>>()?;
-        let high = if changes.len() as i64 == limit { changes.last().map_or(now, |c| c.changed_at) } else { now };
-        Ok((changes, high))
+        Ok((changes, now))
     }
 
     async fn prune_user_changes(&self, before: DateTime<Utc>) -> StoreResult<u64> {
