@@ -140,19 +140,15 @@ impl Engine {
         }
         let read_at = if travel { at } else { now };
         let limit = self.users.max_events as i64;
-        let (events, user, push) = tokio::try_join!(
-            self.store.user_events(user_id, read_at - self.horizon(), limit),
-            self.store.get_user(user_id),
-            self.store.get_push_state(user_id)
-        )?;
-        let events = if travel { events.into_iter().filter(|e| e.ts <= at).collect() } else { events };
+        let rows = self.store.user_view_rows(user_id, read_at - self.horizon(), limit).await?;
+        let events = if travel { rows.events.into_iter().filter(|e| e.ts <= at).collect() } else { rows.events };
         let tuning = self.tuning.get();
-        let pushed: HashSet<String> = push
-            .and_then(|row| row.state)
+        let pushed: HashSet<String> = rows
+            .push_state
             .and_then(|v| serde_json::from_value::<PushState>(v).ok())
             .map(|s| s.blocked_items(read_at, &tuning.frequency).into_iter().collect())
             .unwrap_or_default();
-        let view = UserView { events: Arc::new(self.users.bounded(events)), timezone: user.map(|u| u.timezone), pushed: Arc::new(pushed) };
+        let view = UserView { events: Arc::new(self.users.bounded(events)), timezone: rows.timezone, pushed: Arc::new(pushed) };
         if !travel {
             self.users.insert(user_id.to_string(), view.clone());
         }

@@ -114,6 +114,15 @@ pub trait Store: ModelStore + ChangeStore + Send + Sync + 'static {
     /// A user's newest `limit` events with `ts >= since`, oldest first.
     async fn user_events(&self, user_id: &str, since: DateTime<Utc>, limit: i64) -> StoreResult<Vec<Event>>;
 
+    /// What serving a user needs from the store: their newest `limit` events with
+    /// `ts >= since` (oldest first), their time zone and their push state (`None` when they
+    /// have no settings or no state). PostgreSQL reads it in one query (a cold user costs one
+    /// round trip, not three); this default reads the three parts at once.
+    async fn user_view_rows(&self, user_id: &str, since: DateTime<Utc>, limit: i64) -> StoreResult<UserViewRows> {
+        let (events, user, push) = tokio::try_join!(self.user_events(user_id, since, limit), self.get_user(user_id), self.get_push_state(user_id))?;
+        Ok(UserViewRows { events, timezone: user.map(|u| u.timezone), push_state: push.and_then(|p| p.state) })
+    }
+
     /// Events logged after `after_seq`, in log order, at most `limit`, received at least
     /// `settle` ago (so a transaction still in flight cannot commit a lower seq later).
     async fn events_after(&self, after_seq: i64, limit: i64, settle: chrono::Duration) -> StoreResult<Vec<LoggedEvent>>;

@@ -86,6 +86,17 @@ pub struct Push {
     pub created_at: DateTime<Utc>,
 }
 
+/// One user's rows for serving them (`Store::user_view_rows`).
+#[derive(Debug, Clone)]
+pub struct UserViewRows {
+    /// Newest events inside the window, oldest first.
+    pub events: Vec<Event>,
+    /// From their settings, when they have any.
+    pub timezone: Option<chrono_tz::Tz>,
+    /// The frequency policy's `PushState` as JSON, when planned at least once.
+    pub push_state: Option<serde_json::Value>,
+}
+
 /// A user's stored push state row.
 #[derive(Debug, Clone)]
 pub struct PushStateRow {

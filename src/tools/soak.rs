@@ -38,7 +38,7 @@ pub struct SoakOptions {
     #[arg(long, default_value_t = 600)]
     pub duration: u64,
     /// Seconds of warm-up: memory is compared from its end to the end of the run.
-    #[arg(long, default_value_t = 120)]
+    #[arg(long, default_value_t = 180)]
     pub warmup: u64,
     /// Requests per second over all connections (paced: a bounded load, not a flood).
     #[arg(long, default_value_t = 150.0)]
@@ -47,7 +47,7 @@ pub struct SoakOptions {
     #[arg(long, default_value_t = 16)]
     pub connections: usize,
     /// Shoppers (`u0` ..), each given settings with push consent before the load starts.
-    #[arg(long, default_value_t = 5_000)]
+    #[arg(long, default_value_t = 2_000)]
     pub users: u64,
     /// Catalogue items (`i0` ..), sent before the load starts.
     #[arg(long, default_value_t = 5_000)]
@@ -535,6 +535,15 @@ fn report(opts: &SoakOptions, log: &Log, samples: &[Sample], audit: &Audit, elap
                 mib(RSS_GROWTH_SLACK)
             ),
         ));
+    }
+    for replica in 0..opts.urls.len() {
+        // The last sample of each minute.
+        let mut by_minute: BTreeMap<u64, f64> = BTreeMap::new();
+        for s in samples.iter().filter(|s| s.replica == replica) {
+            by_minute.insert(s.at.as_secs() / 60, s.rss_bytes);
+        }
+        let series: Vec<String> = by_minute.values().map(|b| format!("{:.0}", b / (1024.0 * 1024.0))).collect();
+        let _ = writeln!(out, "\nReplica {replica} RSS at the end of each minute, MiB: {}.", series.join(", "));
     }
     let passed = checks.iter().all(|c| c.0);
     let _ = writeln!(out);

@@ -14,4 +14,5 @@ mod push_learning;
 mod pushes;
 mod recommendations;
 mod refusals;
+mod scale;
 mod schemathesis;

@@ -205,8 +205,17 @@ impl Stats {
             self.last_prune_bucket = i64::from(bucket);
         }
         let w = o.weight as f32;
+        // A map past twice its cap is trimmed to the cap at once: between two buckets a burst
+        // of distinct items (or pairs) must not grow memory without bound.
+        let (now_bucket, hb) = (i64::from(bucket), self.horizon_buckets);
+        let oldest = now_bucket - hb;
+        let cap_items = self.cfg.max_items_per_segment.max(1);
         let mut add_pop = |seg: Segment| {
-            self.pop.entry(seg).or_default().entry(o.item).or_default().add(bucket, w);
+            let items = self.pop.entry(seg).or_default();
+            items.entry(o.item).or_default().add(bucket, w);
+            if items.len() > 2 * cap_items {
+                trim(items, oldest, cap_items, now_bucket, hb);
+            }
             self.dirty_segments.insert(seg);
         };
         add_pop(Segment::Global);
@@ -239,13 +248,20 @@ impl Stats {
             None => self.recent.entry(o.user.into()).or_default(),
         };
         list.retain(|r| r.item != o.item && (ts - r.ts).abs() <= window);
+        let (now_bucket, hb) = (i64::from(bucket), self.horizon_buckets);
+        let cap = self.cfg.max_neighbours.max(1);
         for r in list.iter() {
             // Geometric mean of the two kind weights: two purchases weigh more than two views.
             let pw = (w * r.weight).sqrt();
-            self.cooc.entry(o.item).or_default().entry(r.item).or_default().add(bucket, pw);
-            self.cooc.entry(r.item).or_default().entry(o.item).or_default().add(bucket, pw);
-            self.dirty_sources.insert(o.item);
-            self.dirty_sources.insert(r.item);
+            for (a, b) in [(o.item, r.item), (r.item, o.item)] {
+                let ns = self.cooc.entry(a).or_default();
+                ns.entry(b).or_default().add(bucket, pw);
+                // As in `observe`: a source past twice its cap is trimmed at once.
+                if ns.len() > 2 * cap {
+                    trim(ns, now_bucket - hb, cap, now_bucket, hb);
+                }
+                self.dirty_sources.insert(a);
+            }
         }
         list.push_back(Recent { item: o.item, ts, weight: w });
         while list.len() > self.cfg.max_recent_per_user.max(1) {

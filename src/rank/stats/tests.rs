@@ -119,6 +119,33 @@ fn memory_stays_bounded_however_long_the_log() {
     assert!(total <= 50.0 + 60.0, "{total}");
 }
 
+/// A burst inside one bucket: memory used to grow with every distinct item and pair until
+/// the next bucket began (40,000 events in ten minutes left ~160,000 pairs); now no segment
+/// or source holds more than twice its cap at any moment.
+#[test]
+fn a_burst_of_distinct_items_inside_one_bucket_stays_bounded() {
+    let cfg = StatsConfig { max_items_per_segment: 50, max_neighbours: 5, max_recent_per_user: 4, ..Default::default() };
+    let mut s = Stats::new(cfg);
+    let cats = [CatIdx(0)];
+    let mut peak = StatsSizes::default();
+    for n in 0..40_000u32 {
+        let ts = t0() + Duration::milliseconds(i64::from(n) * 15); // ten minutes, one bucket
+        let user = format!("u{}", n % 500);
+        s.observe(&obs(&user, (n * 7919) % 20_000, &cats, ts, NO_CTX));
+        if n % 500 == 499 {
+            let z = s.sizes();
+            peak.segment_items = peak.segment_items.max(z.segment_items);
+            peak.neighbour_pairs = peak.neighbour_pairs.max(z.neighbour_pairs);
+        }
+    }
+    // 2 segments (global, category) x twice the cap.
+    assert!(peak.segment_items <= 2 * 2 * 50, "{peak:?}");
+    // Each of at most 20,000 sources holds at most twice its cap.
+    let sources = s.cooc.len();
+    assert!(peak.neighbour_pairs <= sources * 2 * 5, "{peak:?} over {sources} sources");
+    assert!(s.cooc.values().all(|ns| ns.len() <= 2 * 5));
+}
+
 #[test]
 fn cached_trending_is_reused_only_forward_in_time_and_within_its_ttl() {
     let mut s = Stats::new(StatsConfig { cache_ttl_secs: 60.0, ..Default::default() });

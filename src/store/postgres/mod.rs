@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::{
     ChangeKind, Erased, FeedbackOutcome, FeedbackWrite, LoggedEvent, PlanCommit, Push, PushStateRow, Store,
-    StoreError, StoreResult, UserPlan, UserWrite,
+    StoreError, StoreResult, UserPlan, UserViewRows, UserWrite,
 };
 use crate::config::DatabaseSettings;
 
@@ -137,6 +137,31 @@ impl Store for PgStore {
         ));
         let rows = sqlx::query(sql).bind(user_id).bind(since).bind(limit).fetch_all(&self.pool).await?;
         rows.iter().map(event_from_row).collect()
+    }
+
+    async fn user_view_rows(&self, user_id: &str, since: DateTime<Utc>, limit: i64) -> StoreResult<UserViewRows> {
+        // One row per event (or one with null event columns when there is none); the push
+        // state travels on the first row only.
+        let sql = sqlx::AssertSqlSafe(format!(
+            "select u.timezone as user_timezone, case when e.n is null or e.n = 1 then p.state end as push_state_json, e.* \
+             from (select 1) as one \
+             left join users u on u.user_id = $1 \
+             left join push_state p on p.user_id = $1 \
+             left join lateral (select *, row_number() over (order by ts, seq) as n from ( \
+                 select {EVENT_COLUMNS} from events where user_id = $1 and ts >= $2 order by ts desc, seq desc limit $3) as newest) e on true \
+             order by e.n"
+        ));
+        let rows = sqlx::query(sql).bind(user_id).bind(since).bind(limit).fetch_all(&self.pool).await?;
+        let Some(first) = rows.first() else { return Ok(UserViewRows { events: Vec::new(), timezone: None, push_state: None }) };
+        let timezone = first.try_get::<Option<String>, _>("user_timezone")?.as_deref().map(super::parse_tz).transpose()?;
+        let push_state = first.try_get("push_state_json")?;
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if row.try_get::<Option<i64>, _>("n")?.is_some() {
+                events.push(event_from_row(row)?);
+            }
+        }
+        Ok(UserViewRows { events, timezone, push_state })
     }
 
     async fn events_after(&self, after_seq: i64, limit: i64, settle: chrono::Duration) -> StoreResult<Vec<LoggedEvent>> {
