@@ -130,7 +130,20 @@ impl Engine {
         metrics::gauge!("kairos_catalog_items").set(self.catalog.read().expect("catalog lock").len() as f64);
         let age = self.refreshed.lock().expect("refresh time lock").map_or(f64::INFINITY, |t| t.elapsed().as_secs_f64());
         metrics::gauge!("kairos_stats_age_seconds").set(age);
-        metrics::gauge!("kairos_stats_observed_events").set(self.stats.read().expect("stats lock").observed() as f64);
+        let (observed, sizes) = {
+            let stats = self.stats.read().expect("stats lock");
+            (stats.observed(), stats.sizes())
+        };
+        metrics::gauge!("kairos_stats_observed_events").set(observed as f64);
+        for (kind, n) in [
+            ("segment_items", sizes.segment_items),
+            ("neighbour_pairs", sizes.neighbour_pairs),
+            ("knn_pairs", sizes.knn_pairs),
+            ("users", sizes.users),
+            ("buckets", sizes.buckets),
+        ] {
+            metrics::gauge!("kairos_stats_entries", "kind" => kind).set(n as f64);
+        }
     }
 
     /// The index of `item_id` for the statistics: interned as a placeholder when the

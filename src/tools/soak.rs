@@ -49,8 +49,10 @@ pub struct SoakOptions {
     /// Shoppers (`u0` ..), each given settings with push consent before the load starts.
     #[arg(long, default_value_t = 2_000)]
     pub users: u64,
-    /// Catalogue items (`i0` ..), sent before the load starts.
-    #[arg(long, default_value_t = 5_000)]
+    /// Catalogue items (`i0` ..), sent before the load starts. With 1,000 the statistics
+    /// (co-occurrence and item-kNN pairs, capped per item) reach their caps during the
+    /// warm-up, so the memory after it is the steady state; with more they are still filling.
+    #[arg(long, default_value_t = 1_000)]
     pub items: u64,
     /// Seconds between two erasures (each of a user created for it).
     #[arg(long, default_value_t = 2.0)]
@@ -149,6 +151,8 @@ struct Sample {
     replica: usize,
     rss_bytes: f64,
     cached_users: f64,
+    /// `kairos_stats_entries` by kind (statistics held in memory).
+    stats: BTreeMap<String, f64>,
 }
 
 fn connect(url: &str, key: &str) -> anyhow::Result<Conn> {
@@ -388,8 +392,16 @@ async fn sample_memory(opts: &SoakOptions, started: Instant, deadline: Duration)
             let Ok((StatusCode::OK, body)) = conn.exchange(Method::GET, "/metrics", None).await else { continue };
             let text = String::from_utf8_lossy(&body);
             let gauge = |name: &str| text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok());
+            let stats = text
+                .lines()
+                .filter_map(|l| {
+                    let (kind, value) = l.strip_prefix("kairos_stats_entries{kind=\"")?.split_once("\"} ")?;
+                    Some((kind.to_string(), value.trim().parse().ok()?))
+                })
+                .collect();
             if let Some(rss_bytes) = gauge("process_resident_memory_bytes") {
-                samples.push(Sample { at: started.elapsed(), replica, rss_bytes, cached_users: gauge("kairos_history_cache_users").unwrap_or(0.0) });
+                let cached_users = gauge("kairos_history_cache_users").unwrap_or(0.0);
+                samples.push(Sample { at: started.elapsed(), replica, rss_bytes, cached_users, stats });
             }
         }
         if started.elapsed() >= deadline {
@@ -544,6 +556,12 @@ fn report(opts: &SoakOptions, log: &Log, samples: &[Sample], audit: &Audit, elap
         }
         let series: Vec<String> = by_minute.values().map(|b| format!("{:.0}", b / (1024.0 * 1024.0))).collect();
         let _ = writeln!(out, "\nReplica {replica} RSS at the end of each minute, MiB: {}.", series.join(", "));
+        let mine: Vec<&Sample> = samples.iter().filter(|s| s.replica == replica).collect();
+        let warm = mine.iter().find(|s| s.at >= Duration::from_secs(opts.warmup));
+        if let (Some(warm), Some(last)) = (warm, mine.last()) {
+            let entries: Vec<String> = last.stats.iter().map(|(k, n)| format!("{k} {:.0} → {n:.0}", warm.stats.get(k).copied().unwrap_or(0.0))).collect();
+            let _ = writeln!(out, "Its statistics' entries, end of warm-up → end: {}.", entries.join(", "));
+        }
     }
     let passed = checks.iter().all(|c| c.0);
     let _ = writeln!(out);
