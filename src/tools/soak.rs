@@ -50,8 +50,9 @@ pub struct SoakOptions {
     #[arg(long, default_value_t = 2_000)]
     pub users: u64,
     /// Catalogue items (`i0` ..), sent before the load starts. With 1,000 the statistics
-    /// (co-occurrence and item-kNN pairs, capped per item) reach their caps during the
-    /// warm-up, so the memory after it is the steady state; with more they are still filling.
+    /// (co-occurrence and item-kNN pairs, capped per item) are near their caps by the end of
+    /// the warm-up, so the memory after it is close to the steady state; with many more items
+    /// they are still filling for the whole run (`kairos_stats_entries` shows it).
     #[arg(long, default_value_t = 1_000)]
     pub items: u64,
     /// Seconds between two erasures (each of a user created for it).

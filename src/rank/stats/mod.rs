@@ -21,8 +21,9 @@
 //!   `max_neighbours` co-occurring items, each user at most `max_recent_per_user` recent items
 //!   (and only those inside the co-occurrence window).
 //! - Pruning runs by itself whenever an observation opens a new bucket, so memory is bounded
-//!   by the number of distinct keys active in one horizon, whatever the length of the log.
-//!   When a cap is exceeded, what is kept is the top by recency-weighted mass
+//!   by the number of distinct keys active in one horizon, whatever the length of the log;
+//!   between two buckets a segment or source that reaches twice its cap is trimmed to the cap
+//!   at once, so a burst inside one bucket is bounded too. When a cap is exceeded, what is kept is the top by recency-weighted mass
 //!   `Σ w · (1 − age/horizon)`, a rule that does not depend on any decay constant.
 //!
 //! ## No look-ahead
