@@ -168,7 +168,7 @@ async fn setup(opts: &SoakOptions) -> anyhow::Result<()> {
 
 fn settings(u: u64) -> Value {
     let mut body = json!({"push_consent": true, "timezone": TIMEZONES[(u % 4) as usize]});
-    if u % 5 == 0 {
+    if u.is_multiple_of(5) {
         body["quiet_hours"] = json!({"start": 22, "end": 7});
     }
     body

@@ -64,7 +64,8 @@ fn a_healthy_run_passes_and_counts_503_and_withdrawn_feedback_as_deliberate() {
 
 #[test]
 fn each_broken_promise_fails_the_run() {
-    let cases: [(&str, fn(&mut Log, &mut Vec<Sample>, &mut Audit)); 7] = [
+    type Break = fn(&mut Log, &mut Vec<Sample>, &mut Audit);
+    let cases: [(&str, Break); 7] = [
         ("a 500", |log, _, _| answered(log, "events", 500, 1)),
         ("an unexpected 4xx", |log, _, _| answered(log, "recommendations", 422, 1)),
         ("a lost event", |_, _, audit| audit.acked_stored = 9),
