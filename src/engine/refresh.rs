@@ -162,7 +162,7 @@ impl Engine {
     /// Applies the user change log since the last read: every user another replica (or this
     /// one) changed is dropped from the cache, and an erased user's per-user state is removed
     /// from the statistics too. Changes are read again over [`CHANGE_OVERLAP`], so one
-    /// committed late is not missed (applying one twice is harmless).
+    /// committed late is not missed; each change is applied once (see below).
     async fn apply_user_changes(&self) -> StoreResult<usize> {
         self.apply_user_changes_in_pages(CHANGE_PAGE).await
     }
