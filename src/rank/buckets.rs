@@ -40,34 +40,36 @@ impl Series {
         }
     }
 
-    fn from_vec(mut v: Vec<(u32, f32)>) -> Series {
-        match v.len() {
-            1 => Series::One(v[0]),
-            _ => {
-                v.shrink_to_fit();
-                Series::Many(v.into_boxed_slice())
-            }
+    fn from_vec(v: Vec<(u32, f32)>) -> Series {
+        match v[..] {
+            [one] => Series::One(one),
+            _ => Series::Many(v.into_boxed_slice()),
         }
     }
 
     #[inline]
     pub(crate) fn add(&mut self, bucket: u32, w: f32) {
-        let buckets = match self {
+        // Where a new bucket goes, unless the bucket is held already.
+        let (buckets, at) = match self {
             Series::One((b, v)) if *b == bucket => return *v += w,
-            Series::Many(v) if v.is_empty() => return *self = Series::One((bucket, w)),
-            Series::Many(v) => match v.last_mut() {
-                Some((b, x)) if *b == bucket => return *x += w,
-                _ => match v.binary_search_by_key(&bucket, |&(b, _)| b) {
+            Series::One(p) => (std::slice::from_ref(p), usize::from(p.0 < bucket)),
+            Series::Many(v) => {
+                // Counts nearly always go to the latest bucket.
+                if let Some((b, x)) = v.last_mut()
+                    && *b == bucket
+                {
+                    return *x += w;
+                }
+                match v.binary_search_by_key(&bucket, |&(b, _)| b) {
                     Ok(i) => return v[i].1 += w,
-                    Err(_) => &v[..],
-                },
-            },
-            Series::One(p) => std::slice::from_ref(p),
+                    Err(i) => (&v[..], i),
+                }
+            }
         };
         let mut grown = Vec::with_capacity(buckets.len() + 1);
-        grown.extend_from_slice(buckets);
-        let at = grown.partition_point(|&(b, _)| b < bucket);
-        grown.insert(at, (bucket, w));
+        grown.extend_from_slice(&buckets[..at]);
+        grown.push((bucket, w));
+        grown.extend_from_slice(&buckets[at..]);
         *self = Series::from_vec(grown);
     }
 
