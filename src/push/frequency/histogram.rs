@@ -201,6 +201,8 @@ fn argmax(v: &[f64]) -> usize {
 #[derive(Debug, Clone, PartialEq)]
 pub struct BlendedActivity {
     scores: [f64; HOURS_PER_WEEK],
+    /// `day(h)`: the blend pooled over the seven days, per local hour (sums to 1).
+    day: [f64; 24],
     /// Weight of the user's own histogram in the blend, 0..1 (`n / (n + k)`).
     pub own_weight: f64,
 }
@@ -224,7 +226,17 @@ impl BlendedActivity {
         for b in 0..HOURS_PER_WEEK {
             scores[b] = (1.0 - w) * own[b] + w * day[b % 24];
         }
-        Self { scores, own_weight }
+        Self { scores, day, own_weight }
+    }
+
+    /// Share of local hour `hour` (modulo 24) pooled over the days of the week.
+    pub fn hour_of_day(&self, hour: usize) -> f64 {
+        self.day[hour % 24]
+    }
+
+    /// The highest share of one local hour pooled over the days of the week.
+    pub fn hour_of_day_peak(&self) -> f64 {
+        self.day.iter().copied().fold(0.0, f64::max)
     }
 
     /// Score of bin `b` (modulo 168).

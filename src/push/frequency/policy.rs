@@ -27,7 +27,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use super::histogram::ActivityHistogram;
-use super::state::{LocalWeek, PushState, local_date};
+use super::state::{LocalWeek, PlannedPush, PushState, local_date};
 use super::response::{Predicted, RecentLog, ResponseFeatures, ResponseModel};
 use super::{FrequencyConfig, is_in_holdout};
 use crate::domain::{QuietHours, User};
@@ -205,6 +205,9 @@ pub struct DecisionInputs {
     /// The planned send time, and its blended activity share (0..1).
     pub slot: Option<DateTime<Utc>>,
     pub slot_activity: Option<f64>,
+    /// The learned policy: the expected value of a push at the slot, as planned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot_value: Option<f64>,
     /// Weight of the user's own histogram against the population's (0..1).
     pub own_activity_weight: Option<f64>,
 }
@@ -320,6 +323,14 @@ impl PushState {
         };
         let decision = self.explore(greedy, ctx, now, cfg);
         self.next_due_at = decision.next_check_at();
+        self.planned = match &decision {
+            Decision::Skip { reason: SkipReason::WaitingForBetterSlot, inputs, .. } => inputs.slot.map(|at| PlannedPush {
+                at,
+                planned_at: now,
+                value: inputs.slot_value.unwrap_or_default(),
+            }),
+            _ => None,
+        };
         decision
     }
 
@@ -355,6 +366,7 @@ impl PushState {
             window_end: None,
             slot: None,
             slot_activity: None,
+            slot_value: None,
             own_activity_weight: None,
             policy: String::new(),
             fallback: None,

@@ -3,7 +3,10 @@
 //! Trained on the service's own push log (each fetched push with the [`ResponseFeatures`]
 //! recorded when it was planned, and its outcome), it predicts `P(open)`, `P(convert)` and
 //! `P(unsubscribe)` for a push to a user at a time. Three logistic regressions over the same
-//! standardised features, fitted by Adam with an L2 penalty. A user's own open rate enters
+//! standardised features, fitted by Adam with an L2 penalty: `P(open)` over every push,
+//! `P(convert | opened)` over the opened ones and `P(unsubscribe | ignored)` over the rest, each
+//! with the penalty that cross-validation on the log chooses (a constant rate when the features
+//! do not clearly help, as with a handful of unsubscribes). A user's own open rate enters
 //! shrunk towards the population's, `(opens + k · p₀) / (pushes + k)`, so a new user is
 //! predicted like the population and a known one by their own record.
 //!
@@ -15,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// The format tag of the parameters this build reads and writes.
-pub const FORMAT: &str = "kairos-push-response/2";
+pub const FORMAT: &str = "kairos-push-response/3";
 /// Pushes of pseudo-evidence with which a user's open rate is shrunk to the population's.
 const PRIOR_PUSHES: f64 = 5.0;
 /// Stand-in for "never" in the hours-since features (about six weeks).
@@ -25,8 +28,13 @@ const NEVER_HOURS: f64 = 1000.0;
 /// so the push log can train the model on exactly what the policy saw.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ResponseFeatures {
-    /// Blended activity of the send hour over the user's most active hour (0..1).
+    /// Blended activity of the send hour of the week over the user's most active one (0..1).
     pub activity: f64,
+    /// The same for the send hour of the day, pooled over the days of the week (0..1): on a
+    /// short or irregular history the hour of the day is known long before the hour of the
+    /// week. Pushes logged before it was recorded read `activity`.
+    #[serde(default)]
+    pub hour_activity: Option<f64>,
     /// Hours since the user's last push (none yet: `null`).
     pub hours_since_push: Option<f64>,
     /// Pushes to the user in the 24 hours before.
@@ -57,8 +65,8 @@ pub struct ResponseFeatures {
 }
 
 /// The model's inputs, in order, after the transforms of [`ResponseFeatures::vector`].
-pub const INPUTS: [&str; 19] = [
-    "activity", "log_hours_since_push", "never_pushed", "pushes_24h", "fatigue", "open_rate", "log_sent",
+pub const INPUTS: [&str; 20] = [
+    "activity", "hour_activity", "log_hours_since_push", "never_pushed", "pushes_24h", "fatigue", "open_rate", "log_sent",
     "log_hours_since_open", "ignored_streak", "ignored_7d", "item_score", "no_item", "log_item_hours_since_touch",
     "item_never_touched", "log_item_touches", "log_hours_since_active", "log_events_24h", "weekend", "mobile",
 ];
@@ -69,6 +77,7 @@ impl ResponseFeatures {
         let log_hours = |h: Option<f64>| h.unwrap_or(NEVER_HOURS).max(0.0).ln_1p();
         [
             self.activity,
+            self.hour_activity.unwrap_or(self.activity),
             log_hours(self.hours_since_push),
             f64::from(u8::from(self.hours_since_push.is_none())),
             f64::from(self.pushes_24h),
@@ -191,6 +200,7 @@ pub struct ResponseModel {
     pub mean: Vec<f64>,
     pub scale: Vec<f64>,
     open: Head,
+    /// `P(convert | opened)` and `P(unsubscribe | not opened)`.
     convert: Head,
     unsubscribe: Head,
     /// The store's version (0 when not stored).
@@ -228,9 +238,13 @@ impl ResponseModel {
         f.vector(self.p0).iter().zip(&self.mean).zip(&self.scale).map(|((x, m), s)| (x - m) / s).collect()
     }
 
+    /// `P(open)`; `P(convert) = P(open) · P(convert | open)`; `P(unsubscribe) = (1 − P(open)) ·
+    /// P(unsubscribe | ignored)`: each conditional head learns from the pushes it applies to
+    /// (conversions among the opened, unsubscribes among the rest), which are few.
     pub fn predict(&self, f: &ResponseFeatures) -> Predicted {
         let z = self.z(f);
-        Predicted { open: self.open.p(&z), convert: self.convert.p(&z), unsubscribe: self.unsubscribe.p(&z) }
+        let open = self.open.p(&z);
+        Predicted { open, convert: open * self.convert.p(&z), unsubscribe: (1.0 - open) * self.unsubscribe.p(&z) }
     }
 
     /// Mean log-loss of the open head on `examples`.
@@ -268,8 +282,9 @@ pub struct FitSettings {
     /// Adam iterations over the whole set.
     pub iterations: usize,
     pub learning_rate: f64,
-    /// Precision of the Gaussian prior on the (standardised) weights, in examples: the L2
-    /// penalty on the mean loss is `prior / n`, so it weakens as the push log grows.
+    /// Precision of the Gaussian prior on the (standardised) weights, in examples, for a head
+    /// with too few pushes to choose one by cross-validation (see [`PRIORS`]): the L2 penalty
+    /// on the mean loss is `prior / n`, so it weakens as the push log grows.
     pub prior: f64,
 }
 
@@ -279,8 +294,35 @@ impl Default for FitSettings {
     }
 }
 
-/// The outcome of a training: a model when it beats the population's constant open rate on
-/// the held-out pushes (those from `holdout_from` on), else why not.
+/// The prior precisions each head chooses from by cross-validation (see `choose_prior`), besides
+/// its constant rate. How much a shop's push log says, and so how far each head's weights may
+/// move from zero, is learned from the log rather than set: an outcome with a handful of
+/// events (unsubscribes) ends up a constant rate, a frequent one (opens) uses its features.
+pub const PRIORS: [f64; 5] = [1.0, 4.0, 16.0, 64.0, 256.0];
+
+/// The three outcomes, each a head over the pushes it applies to.
+#[derive(Clone, Copy)]
+enum Outcome {
+    Open,
+    ConvertIfOpened,
+    UnsubscribeIfIgnored,
+}
+
+impl Outcome {
+    /// Whether the push counts for the head, and its label.
+    fn example(self, e: &ResponseExample) -> Option<bool> {
+        match self {
+            Outcome::Open => Some(e.opened),
+            Outcome::ConvertIfOpened => e.opened.then_some(e.converted),
+            Outcome::UnsubscribeIfIgnored => (!e.opened).then_some(e.unsubscribed),
+        }
+    }
+}
+
+/// The outcome of a training: a model when, fitted on the pushes before `holdout_from`, its
+/// open head beats the population's constant open rate on the held-out pushes from then on,
+/// else why not. Each head's prior is chosen by cross-validation over the training pushes;
+/// once the rule passes (or nothing is held out yet) every head is refitted on every push.
 pub fn fit(examples: &[ResponseExample], holdout_from: DateTime<Utc>, settings: FitSettings) -> Result<ResponseModel, String> {
     let (train, held): (Vec<&ResponseExample>, Vec<&ResponseExample>) = examples.iter().partition(|e| e.at < holdout_from);
     if train.len() < settings.min_pushes {
@@ -290,8 +332,10 @@ pub fn fit(examples: &[ResponseExample], holdout_from: DateTime<Utc>, settings: 
     if opens == 0 || opens == train.len() {
         return Err(format!("{opens} of {} training pushes were opened: nothing to learn from", train.len()));
     }
-    let model = fit_on(&train, settings);
+    let outcomes = [Outcome::Open, Outcome::ConvertIfOpened, Outcome::UnsubscribeIfIgnored];
+    let priors = outcomes.map(|outcome| choose_prior(outcome, &train, settings));
     if !held.is_empty() {
+        let model = fit_model(&train, priors, settings);
         let held: Vec<ResponseExample> = held.into_iter().cloned().collect();
         let constant = log_loss(held.iter().map(|e| (model.p0, e.opened)));
         let learned = model.open_log_loss(&held);
@@ -301,69 +345,142 @@ pub fn fit(examples: &[ResponseExample], holdout_from: DateTime<Utc>, settings: 
     }
     // The rule passed (or nothing is held out yet): refit on every push.
     let all: Vec<&ResponseExample> = examples.iter().collect();
-    Ok(fit_on(&all, settings))
+    Ok(fit_model(&all, priors, settings))
 }
 
-fn fit_on(examples: &[&ResponseExample], s: FitSettings) -> ResponseModel {
-    let n = examples.len().max(1) as f64;
-    let p0 = examples.iter().filter(|e| e.opened).count() as f64 / n;
-    let xs: Vec<[f64; INPUTS.len()]> = examples.iter().map(|e| e.features.vector(p0)).collect();
-    let width = INPUTS.len();
-    let mut mean = vec![0.0; width];
-    let mut scale = vec![0.0; width];
-    for x in &xs {
-        for k in 0..width {
-            mean[k] += x[k] / n;
-        }
-    }
-    for x in &xs {
-        for k in 0..width {
-            scale[k] += (x[k] - mean[k]).powi(2) / n;
-        }
-    }
-    let scale: Vec<f64> = scale.into_iter().map(|v| if v.sqrt() > 1e-9 { v.sqrt() } else { 1.0 }).collect();
-    let zs: Vec<Vec<f64>> = xs.iter().map(|x| x.iter().zip(&mean).zip(&scale).map(|((x, m), s)| (x - m) / s).collect()).collect();
-    let head = |label: &dyn Fn(&ResponseExample) -> bool| -> Head {
-        let ys: Vec<f64> = examples.iter().map(|e| f64::from(u8::from(label(e)))).collect();
-        let rate = (ys.iter().sum::<f64>() + 0.5) / (n + 1.0);
-        let l2 = s.prior / n;
-        let mut theta = vec![0.0; width + 1];
-        theta[width] = (rate / (1.0 - rate)).ln();
-        let (mut m, mut v) = (vec![0.0; width + 1], vec![0.0; width + 1]);
-        for t in 1..=s.iterations {
-            let mut grad = vec![0.0; width + 1];
-            for (z, y) in zs.iter().zip(&ys) {
-                let p = sigmoid(theta[width] + z.iter().zip(&theta).map(|(a, b)| a * b).sum::<f64>());
-                for k in 0..width {
-                    grad[k] += (p - y) * z[k] / n;
-                }
-                grad[width] += (p - y) / n;
-            }
-            for k in 0..width {
-                grad[k] += l2 * theta[k];
-            }
-            let (b1, b2) = (0.9f64, 0.999f64);
-            for k in 0..=width {
-                m[k] = b1 * m[k] + (1.0 - b1) * grad[k];
-                v[k] = b2 * v[k] + (1.0 - b2) * grad[k] * grad[k];
-                let mh = m[k] / (1.0 - b1.powi(t as i32));
-                let vh = v[k] / (1.0 - b2.powi(t as i32));
-                theta[k] -= s.learning_rate * mh / (vh.sqrt() + 1e-8);
-            }
-        }
-        Head { bias: theta[width], weights: theta[..width].to_vec() }
-    };
+/// The three heads fitted on `examples` with the given priors (`None`: a constant rate).
+fn fit_model(examples: &[&ResponseExample], priors: [Option<f64>; 3], settings: FitSettings) -> ResponseModel {
+    let standard = Standard::of(examples);
+    let z = standard.all(examples);
+    let head = |k: usize, outcome: Outcome| fit_head(outcome, examples, &z, priors[k], settings);
     ResponseModel {
         format: FORMAT.into(),
         inputs: INPUTS.iter().map(|s| s.to_string()).collect(),
-        p0,
-        mean,
-        scale,
-        open: head(&|e| e.opened),
-        convert: head(&|e| e.converted),
-        unsubscribe: head(&|e| e.unsubscribed),
+        p0: standard.p0,
+        open: head(0, Outcome::Open),
+        convert: head(1, Outcome::ConvertIfOpened),
+        unsubscribe: head(2, Outcome::UnsubscribeIfIgnored),
+        mean: standard.mean,
+        scale: standard.scale,
         version: 0,
     }
+}
+
+/// Blocks of consecutive training pushes in which the priors are compared.
+const FOLDS: usize = 5;
+
+/// The prior for `outcome`, by cross-validation over [`FOLDS`] blocks of consecutive pushes
+/// (each block predicted by a head fitted on the others), with the one-standard-error rule:
+/// the simplest candidate (the constant rate `None`, then the priors of [`PRIORS`] from the
+/// strongest) whose held-out log-loss is within one standard error of the best one's. A head
+/// with a handful of events stays constant unless its features clearly help: with the value's
+/// costs multiplying it, a head fitted to noise would steer every decision. `settings.prior`
+/// when there are too few pushes to compare. A head whose rarer outcome has fewer events than
+/// the model has inputs stays constant: it cannot tell one weight per input from noise.
+fn choose_prior(outcome: Outcome, train: &[&ResponseExample], settings: FitSettings) -> Option<f64> {
+    let labels: Vec<bool> = train.iter().filter_map(|e| outcome.example(e)).collect();
+    let (applies, events) = (labels.len(), labels.iter().filter(|y| **y).count());
+    if applies < 2 * FOLDS {
+        return Some(settings.prior);
+    }
+    if events.min(applies - events) < INPUTS.len() {
+        return None;
+    }
+    let block = train.len().div_ceil(FOLDS);
+    // Simplest first.
+    let candidates: Vec<Option<f64>> = std::iter::once(None).chain(PRIORS.iter().rev().copied().map(Some)).collect();
+    // Each candidate's log-loss on every held-out push the head applies to.
+    let mut losses: Vec<Vec<f64>> = vec![Vec::with_capacity(applies); candidates.len()];
+    for fold in 0..train.len().div_ceil(block) {
+        let end = ((fold + 1) * block).min(train.len());
+        let held = &train[fold * block..end];
+        let rest: Vec<&ResponseExample> = train[..fold * block].iter().chain(&train[end..]).copied().collect();
+        let standard = Standard::of(&rest);
+        let (z_rest, z_held) = (standard.all(&rest), standard.all(held));
+        for (c, prior) in candidates.iter().enumerate() {
+            let head = fit_head(outcome, &rest, &z_rest, *prior, settings);
+            let labelled = held.iter().zip(&z_held).filter_map(|(e, z)| outcome.example(e).map(|y| (head.p(z), y)));
+            losses[c].extend(labelled.map(|pair| log_loss(std::iter::once(pair))));
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let best = (0..candidates.len()).min_by(|a, b| mean(&losses[*a]).total_cmp(&mean(&losses[*b]))).unwrap_or(0);
+    let within_one_se = |c: usize| {
+        let d: Vec<f64> = losses[c].iter().zip(&losses[best]).map(|(a, b)| a - b).collect();
+        let m = mean(&d);
+        let se = (d.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (d.len().max(2) - 1) as f64 / d.len().max(1) as f64).sqrt();
+        m <= se
+    };
+    candidates[(0..candidates.len()).find(|c| within_one_se(*c)).unwrap_or(best)]
+}
+
+/// The standardisation of the inputs, from the pushes a model is fitted on.
+struct Standard {
+    p0: f64,
+    mean: Vec<f64>,
+    scale: Vec<f64>,
+}
+
+impl Standard {
+    fn of(examples: &[&ResponseExample]) -> Standard {
+        let n = examples.len().max(1) as f64;
+        let p0 = examples.iter().filter(|e| e.opened).count() as f64 / n;
+        let width = INPUTS.len();
+        let (mut mean, mut var) = (vec![0.0; width], vec![0.0; width]);
+        let xs: Vec<[f64; INPUTS.len()]> = examples.iter().map(|e| e.features.vector(p0)).collect();
+        for x in &xs {
+            mean.iter_mut().zip(x).for_each(|(m, v)| *m += v / n);
+        }
+        for x in &xs {
+            var.iter_mut().zip(x).zip(&mean).for_each(|((s, v), m)| *s += (v - m).powi(2) / n);
+        }
+        let scale = var.into_iter().map(|v| if v.sqrt() > 1e-9 { v.sqrt() } else { 1.0 }).collect();
+        Standard { p0, mean, scale }
+    }
+
+    fn all(&self, examples: &[&ResponseExample]) -> Vec<Vec<f64>> {
+        let z = |x: [f64; INPUTS.len()]| x.iter().zip(&self.mean).zip(&self.scale).map(|((x, m), s)| (x - m) / s).collect();
+        examples.iter().map(|e| z(e.features.vector(self.p0))).collect()
+    }
+}
+
+/// One head by Adam on the mean log-loss plus `prior / n · |w|²` over the pushes it applies to;
+/// `prior: None` fits only the bias (the head's constant rate, smoothed by half an example).
+fn fit_head(outcome: Outcome, examples: &[&ResponseExample], zs: &[Vec<f64>], prior: Option<f64>, s: FitSettings) -> Head {
+    let (zs, ys): (Vec<&Vec<f64>>, Vec<f64>) =
+        examples.iter().zip(zs).filter_map(|(e, z)| outcome.example(e).map(|y| (z, f64::from(u8::from(y))))).unzip();
+    let width = INPUTS.len();
+    let n = ys.len() as f64;
+    let rate = (ys.iter().sum::<f64>() + 0.5) / (n + 1.0);
+    let mut theta = vec![0.0; width + 1];
+    theta[width] = (rate / (1.0 - rate)).ln();
+    let Some(prior) = prior.filter(|_| n > 0.0) else {
+        return Head { bias: theta[width], weights: vec![0.0; width] };
+    };
+    let l2 = prior / n;
+    let (mut m, mut v) = (vec![0.0; width + 1], vec![0.0; width + 1]);
+    for t in 1..=s.iterations {
+        let mut grad = vec![0.0; width + 1];
+        for (z, y) in zs.iter().zip(&ys) {
+            let p = sigmoid(theta[width] + z.iter().zip(&theta).map(|(a, b)| a * b).sum::<f64>());
+            for k in 0..width {
+                grad[k] += (p - y) * z[k] / n;
+            }
+            grad[width] += (p - y) / n;
+        }
+        for k in 0..width {
+            grad[k] += l2 * theta[k];
+        }
+        let (b1, b2) = (0.9f64, 0.999f64);
+        for k in 0..=width {
+            m[k] = b1 * m[k] + (1.0 - b1) * grad[k];
+            v[k] = b2 * v[k] + (1.0 - b2) * grad[k] * grad[k];
+            let mh = m[k] / (1.0 - b1.powi(t as i32));
+            let vh = v[k] / (1.0 - b2.powi(t as i32));
+            theta[k] -= s.learning_rate * mh / (vh.sqrt() + 1e-8);
+        }
+    }
+    Head { bias: theta[width], weights: theta[..width].to_vec() }
 }
 
 /// Hours of a `TimeDelta`, for the features.

@@ -179,6 +179,19 @@ pub struct PushState {
     pub next_due_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub totals: PushTotals,
+    /// The learned policy's plan: a push at a later hour, decided by value when it was made
+    /// (see `value.rs`), and kept unless a hard limit stands in its way at that hour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned: Option<PlannedPush>,
+}
+
+/// A push the learned policy decided on for a later hour.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PlannedPush {
+    /// The planned hour, and when and with which expected value it was planned.
+    pub at: DateTime<Utc>,
+    pub planned_at: DateTime<Utc>,
+    pub value: f64,
 }
 
 impl PushState {
@@ -199,6 +212,7 @@ impl PushState {
             recent_pushes: VecDeque::new(),
             next_due_at: Some(now),
             totals: PushTotals::default(),
+            planned: None,
         }
     }
 

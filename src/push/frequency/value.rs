@@ -46,6 +46,7 @@ impl FrequencyConfig {
 struct Activity {
     blended: BlendedActivity,
     peak: f64,
+    day_peak: f64,
 }
 
 impl PushState {
@@ -53,17 +54,32 @@ impl PushState {
         let blend_at = self.activity.as_of().map_or(self.pacing_reference(), |a| a.max(self.pacing_reference()));
         let blended = BlendedActivity::new(&self.activity, ctx.population, blend_at, cfg);
         let peak = blended.score(blended.peak_bin());
-        Activity { blended, peak }
+        let day_peak = blended.hour_of_day_peak();
+        Activity { blended, peak, day_peak }
     }
 
     /// What the push-response model sees of a push at `t` with an item scoring `item_score`.
     pub fn response_features(&self, ctx: &DecideContext<'_>, t: DateTime<Utc>, item_score: Option<f64>, cfg: &FrequencyConfig) -> ResponseFeatures {
-        self.features_at(&self.activity_now(ctx, cfg), ctx, t, item_score, cfg)
+        self.features_at(&self.activity_now(ctx, cfg), ctx, t, t, item_score, cfg)
     }
 
-    fn features_at(&self, a: &Activity, ctx: &DecideContext<'_>, t: DateTime<Utc>, item_score: Option<f64>, cfg: &FrequencyConfig) -> ResponseFeatures {
+    /// The features of a push at `t` as planned at `now` (`<= t`): what depends on the user's
+    /// own log (last event, events of the last day, touches of the item) is read at `now` and
+    /// held, the best forecast of it that does not assume the user stays away until `t`; what
+    /// depends on the hour and the pushes before `t` is read at `t`.
+    fn features_at(
+        &self,
+        a: &Activity,
+        ctx: &DecideContext<'_>,
+        t: DateTime<Utc>,
+        now: DateTime<Utc>,
+        item_score: Option<f64>,
+        cfg: &FrequencyConfig,
+    ) -> ResponseFeatures {
         let tz = ctx.user.timezone;
-        let activity = if a.peak > 0.0 { a.blended.score(hour_of_week(t, tz)) / a.peak } else { 0.0 };
+        let bin = hour_of_week(t, tz);
+        let activity = if a.peak > 0.0 { a.blended.score(bin) / a.peak } else { 0.0 };
+        let hour_activity = if a.day_peak > 0.0 { a.blended.hour_of_day(bin) / a.day_peak } else { 0.0 };
         let day_before = t - TimeDelta::hours(24);
         let last_open = self
             .recent_pushes
@@ -73,6 +89,7 @@ impl PushState {
             .max();
         ResponseFeatures {
             activity,
+            hour_activity: Some(hour_activity),
             hours_since_push: ResponseFeatures::hours_between(self.last_push_at, t),
             pushes_24h: self.recent_pushes.iter().filter(|p| p.sent_at > day_before && p.sent_at <= t).count() as u32,
             fatigue: self.fatigue_at(t, cfg),
@@ -86,10 +103,10 @@ impl PushState {
                 .filter(|p| p.outcome == PushOutcome::Ignored && p.sent_at > t - TimeDelta::days(7) && p.sent_at <= t)
                 .count() as u32,
             item_score,
-            item_hours_since_touch: ResponseFeatures::hours_between(ctx.recent.item_last_touch, t),
+            item_hours_since_touch: ResponseFeatures::hours_between(ctx.recent.item_last_touch, now),
             item_touches: ctx.recent.item_touches,
-            hours_since_active: ResponseFeatures::hours_between(ctx.recent.last_active, t),
-            events_24h: ctx.recent.events_before(t),
+            hours_since_active: ResponseFeatures::hours_between(ctx.recent.last_active, now),
+            events_24h: ctx.recent.events_before(now),
             weekend: ResponseFeatures::is_weekend(t, tz),
             mobile: ctx.recent.mobile,
         }
@@ -121,7 +138,7 @@ impl PushState {
         }
         let activity = self.activity_now(ctx, cfg);
         let value_at = |t: DateTime<Utc>| {
-            let f = self.features_at(&activity, ctx, t, ctx.best_item_score, cfg);
+            let f = self.features_at(&activity, ctx, t, now, ctx.best_item_score, cfg);
             let p = model.predict(&f);
             (cfg.push_value(&p), p, f)
         };
@@ -142,23 +159,35 @@ impl PushState {
         let (v, p, f) = value_at(now);
         (inputs.value, inputs.predicted, inputs.features) = (Some(v), Some(p), Some(f));
         let retry = now + TimeDelta::minutes(i64::from(cfg.content_retry_minutes));
+        // A plan made earlier whose hour has come is kept: the value was judged when it was
+        // made, with what the user's log said then; judging it again now, when the activity
+        // that prompted it is hours old, would drop most plans at their hour.
+        let due = self.planned.filter(|p| p.at <= now && now < p.at + TimeDelta::hours(1));
+        let best = match due {
+            Some(plan) if hard_limit_at(self, user, now, cfg).is_none() => Some((now, plan.value.max(cfg.value_threshold))),
+            _ => best,
+        };
         match best {
             None => skip(hard_limit_at(self, user, now, cfg).unwrap_or(SkipReason::NoAllowedSlot), Some(now + TimeDelta::hours(24)), inputs),
             Some((_, b)) if b < cfg.value_threshold => skip(SkipReason::LowValue, Some(retry), inputs),
-            Some((at, _)) if at > now => {
-                inputs.slot = Some(at);
+            Some((at, b)) if at > now => {
+                (inputs.slot, inputs.slot_value) = (Some(at), Some(b));
                 skip(SkipReason::WaitingForBetterSlot, Some(at), inputs)
             }
             Some(_) if ctx.best_item_score.is_none() => skip(SkipReason::NoItem, Some(retry), inputs),
             Some(_) if ctx.global_budget_left == 0 => skip(SkipReason::GlobalRateLimit, Some(now + TimeDelta::minutes(1)), inputs),
             Some((at, value)) => {
-                inputs.slot = Some(at);
+                (inputs.slot, inputs.slot_value) = (Some(at), Some(value));
                 let inputs = DecisionInputs { fatigue_after: inputs.fatigue + cfg.fatigue_per_push, ..inputs };
+                let why = match due {
+                    Some(plan) => format!("planned at {} with expected value {:.3}", plan.planned_at.format("%Y-%m-%d %H:%M UTC"), plan.value),
+                    None => format!("expected value {value:.3}"),
+                };
                 Decision::Send {
                     at: now,
                     next_check_at: now + cfg.min_gap(),
                     summary: format!(
-                        "send: expected value {value:.3} >= {:.3} (P(open) {:.3}, P(convert) {:.3}, P(unsubscribe) {:.4})",
+                        "send: {why} >= {:.3} (now: P(open) {:.3}, P(convert) {:.3}, P(unsubscribe) {:.4})",
                         cfg.value_threshold, p.open, p.convert, p.unsubscribe
                     ),
                     inputs,

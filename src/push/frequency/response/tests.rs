@@ -8,6 +8,7 @@ use rand::{Rng, SeedableRng};
 fn features(activity: f64, pushes_24h: u32) -> ResponseFeatures {
     ResponseFeatures {
         activity,
+        hour_activity: None,
         hours_since_push: Some(30.0),
         pushes_24h,
         fatigue: 0.5,
@@ -70,8 +71,9 @@ fn a_new_user_is_predicted_like_the_population_and_a_known_one_by_their_own_reco
     let new = ResponseFeatures { sent: 0, opens: 0, ..features(0.5, 0) };
     let fan = ResponseFeatures { sent: 40, opens: 40, ..features(0.5, 0) };
     let z_new = new.vector(m.p0);
-    assert!((z_new[5] - m.p0).abs() < 1e-12, "no pushes yet: the population's open rate");
-    assert!(fan.vector(m.p0)[5] > 0.85, "forty opens of forty: near their own rate");
+    let open_rate = INPUTS.iter().position(|n| *n == "open_rate").unwrap();
+    assert!((z_new[open_rate] - m.p0).abs() < 1e-12, "no pushes yet: the population's open rate");
+    assert!(fan.vector(m.p0)[open_rate] > 0.85, "forty opens of forty: near their own rate");
 }
 
 #[test]
@@ -127,4 +129,36 @@ fn the_recent_log_reads_only_the_past_the_last_day_and_the_pushed_item() {
     let none = RecentLog::of(&history, None, t0);
     assert_eq!((none.item_touches, none.item_last_touch), (0, None));
     assert_eq!(RecentLog::of(&history, Some("a"), t0 - TimeDelta::hours(60)), RecentLog::default());
+}
+
+#[test]
+fn conversions_are_learned_among_the_opened_and_a_handful_of_unsubscribes_stays_a_constant_rate() {
+    // Opens follow the send hour's activity; an opened push converts more often the more the
+    // user touched the item; five ignored pushes of four thousand unsubscribe.
+    let mut rng = SmallRng::seed_from_u64(7);
+    let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    let data: Vec<ResponseExample> = (0..4000)
+        .map(|i| {
+            let activity: f64 = rng.random();
+            let touches = rng.random_range(0..6u32);
+            let opened = rng.random::<f64>() < sigmoid(-1.5 + 3.0 * activity);
+            let converted = opened && rng.random::<f64>() < sigmoid(-3.0 + 0.8 * f64::from(touches));
+            ResponseExample {
+                at: t0 + TimeDelta::minutes(i),
+                features: ResponseFeatures { item_touches: touches, ..features(activity, 0) },
+                opened,
+                converted,
+                unsubscribed: !opened && i % 800 == 0,
+            }
+        })
+        .collect();
+    let m = fit(&data, data[3200].at, FitSettings::default()).unwrap();
+    let with = |touches: u32, activity: f64| m.predict(&ResponseFeatures { item_touches: touches, ..features(activity, 0) });
+    let given_open = |p: Predicted| p.convert / p.open;
+    assert!(given_open(with(5, 0.5)) > 3.0 * given_open(with(0, 0.5)), "{:?} {:?}", with(5, 0.5), with(0, 0.5));
+    assert!((given_open(with(2, 0.1)) - given_open(with(2, 0.9))).abs() < 0.02, "the send hour does not change P(convert | open)");
+    assert!(m.unsubscribe.weights.iter().all(|w| *w == 0.0), "five events cannot carry twenty weights: {:?}", m.unsubscribe.weights);
+    let given_ignored = |p: Predicted| p.unsubscribe / (1.0 - p.open);
+    assert!((given_ignored(with(0, 0.1)) - given_ignored(with(5, 0.9))).abs() < 1e-12);
+    assert!(with(2, 0.9).open > with(2, 0.1).open);
 }

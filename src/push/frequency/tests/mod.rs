@@ -46,6 +46,7 @@ pub(super) fn fb<'a>(push_id: &'a str, kind: FeedbackKind, ts: DateTime<Utc>) ->
 }
 
 mod feedback;
+mod learned;
 mod limits;
 mod properties;
 mod send_time;
