@@ -1,3 +1,4 @@
+// Over 400 lines: the features, the stored model and its cross-validated fit, which change together.
 //! The push-response model: who opens a push when, who converts from it, who unsubscribes.
 //!
 //! Trained on the service's own push log (each fetched push with the [`ResponseFeatures`]
