@@ -5,8 +5,11 @@
 //! at `v_open·P(open) + v_convert·P(convert) − c_unsubscribe·P(unsubscribe)` for the user's
 //! best item, and the push goes out at the best hour when that value reaches
 //! `value_threshold`: a shopper who opens and converts gets more pushes, at the hours they
-//! respond, and one who does not gets fewer. There is no pacing frequency: how often is what
-//! the values say, within the caps.
+//! respond, and one who does not gets fewer. A later hour is valued with the user's log as it
+//! stands now (their last event, the last day's events, their touches of the item), and a push
+//! planned for it goes out when it comes, unless a hard limit stands in its way or the
+//! threshold has since risen above the value it was planned with. There is no pacing
+//! frequency: how often is what the values say, within the caps.
 //!
 //! Exploration: when a push would be allowed now (hard limits, an item, the global budget),
 //! the greedy action is replaced, with probability `exploration_rate / 2`, by the other one
@@ -164,7 +167,7 @@ impl PushState {
         // that prompted it is hours old, would drop most plans at their hour.
         let due = self.planned.filter(|p| p.at <= now && now < p.at + TimeDelta::hours(1));
         let best = match due {
-            Some(plan) if hard_limit_at(self, user, now, cfg).is_none() => Some((now, plan.value.max(cfg.value_threshold))),
+            Some(plan) if hard_limit_at(self, user, now, cfg).is_none() => Some((now, plan.value)),
             _ => best,
         };
         match best {
