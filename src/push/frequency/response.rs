@@ -335,6 +335,11 @@ pub fn fit(examples: &[ResponseExample], holdout_from: DateTime<Utc>, settings: 
     }
     let outcomes = [Outcome::Open, Outcome::ConvertIfOpened, Outcome::UnsubscribeIfIgnored];
     let priors = outcomes.map(|outcome| choose_prior(outcome, &train, settings));
+    // An open head that is a constant rate knows nothing of who opens or when: every push would
+    // have the same value, and the policy would send to everyone at their first allowed hour.
+    if priors[0].is_none() {
+        return Err(format!("in cross-validation over {} training pushes, no input predicts opens better than the constant rate", train.len()));
+    }
     if !held.is_empty() {
         let model = fit_model(&train, priors, settings);
         let held: Vec<ResponseExample> = held.into_iter().cloned().collect();

@@ -83,6 +83,12 @@ fn too_little_data_or_a_useless_model_is_refused_with_the_reason() {
     let mut none = planted(500, 4);
     none.iter_mut().for_each(|e| e.opened = false);
     assert!(fit(&none, Utc::now(), FitSettings::default()).unwrap_err().contains("nothing to learn"));
+    // Opens at a constant 15 %, whatever the inputs: a model would value every push alike.
+    let mut rng = SmallRng::seed_from_u64(6);
+    let mut noise = planted(1500, 6);
+    noise.iter_mut().for_each(|e| e.opened = rng.random::<f64>() < 0.15);
+    let why = fit(&noise, noise[1200].at, FitSettings::default()).unwrap_err();
+    assert!(why.contains("better than the constant rate"), "{why}");
 }
 
 #[test]
