@@ -322,8 +322,9 @@ impl Outcome {
 
 /// The outcome of a training: a model when, fitted on the pushes before `holdout_from`, its
 /// open head beats the population's constant open rate on the held-out pushes from then on,
-/// else why not. Each head's prior is chosen by cross-validation over the training pushes;
-/// once the rule passes (or nothing is held out yet) every head is refitted on every push.
+/// else why not (also when cross-validation leaves the open head a constant rate). Each head's
+/// prior is chosen by cross-validation over the training pushes; once the rule passes (or
+/// nothing is held out yet) every head is refitted on every push.
 pub fn fit(examples: &[ResponseExample], holdout_from: DateTime<Utc>, settings: FitSettings) -> Result<ResponseModel, String> {
     let (train, held): (Vec<&ResponseExample>, Vec<&ResponseExample>) = examples.iter().partition(|e| e.at < holdout_from);
     if train.len() < settings.min_pushes {
