@@ -225,13 +225,14 @@ pub async fn run(opts: LoadgenOptions) -> anyhow::Result<LoadReport> {
     let copy_pool = match opts.target {
         Target::Copy => {
             let url = opts.database_url.clone().context("--target copy needs --database-url or DATABASE_URL")?;
-            Some(
-                sqlx::postgres::PgPoolOptions::new()
-                    .max_connections(opts.connections as u32)
-                    .connect(&url)
-                    .await
-                    .context("connecting to PostgreSQL")?,
-            )
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(opts.connections as u32)
+                .connect(&url)
+                .await
+                .context("connecting to PostgreSQL")?;
+            // Today's partition of the log, as the service makes sure of before inserting.
+            crate::store::PgStore::with_pool(pool.clone()).ensure_event_partitions(&[chrono::Utc::now()]).await?;
+            Some(pool)
         }
         _ => None,
     };
@@ -301,12 +302,15 @@ pub async fn run(opts: LoadgenOptions) -> anyhow::Result<LoadReport> {
     })
 }
 
-/// Writes one batch of the same rows the events target would send, with COPY.
+/// Writes one batch of the same rows the events target would send, with COPY: into the log
+/// and its idempotency keys, as the service writes them, in one transaction.
 async fn copy_rows(pool: &sqlx::PgPool, rng: &mut SmallRng, opts: &LoadgenOptions) -> anyhow::Result<()> {
     let mut csv = String::with_capacity(opts.batch * 120);
+    let mut keys = String::with_capacity(opts.batch * 70);
     let now = chrono::Utc::now().to_rfc3339();
     for _ in 0..opts.batch {
         let e = random_event(rng, opts.users, opts.items);
+        keys.push_str(&format!("{},{now}\n", e["event_id"].as_str().unwrap_or_default()));
         csv.push_str(&format!(
             "{},{},{},{},{},{},{}\n",
             e["event_id"].as_str().unwrap_or_default(),
@@ -318,11 +322,15 @@ async fn copy_rows(pool: &sqlx::PgPool, rng: &mut SmallRng, opts: &LoadgenOption
             e["context"]["country"].as_str().unwrap_or_default(),
         ));
     }
-    let mut conn = pool.acquire().await?;
-    let mut copy = conn
-        .copy_in_raw("copy events (event_id, user_id, item_id, kind, ts, device, country) from stdin with (format csv)")
-        .await?;
-    copy.send(csv.as_bytes()).await?;
-    copy.finish().await?;
+    let mut tx = pool.begin().await?;
+    for (sql, rows) in [
+        ("copy event_ids (event_id, ts) from stdin with (format csv)", &keys),
+        ("copy events (event_id, user_id, item_id, kind, ts, device, country) from stdin with (format csv)", &csv),
+    ] {
+        let mut copy = tx.copy_in_raw(sql).await?;
+        copy.send(rows.as_bytes()).await?;
+        copy.finish().await?;
+    }
+    tx.commit().await?;
     Ok(())
 }

@@ -237,28 +237,71 @@ async fn an_event_on_an_item_the_catalogue_does_not_know_yet_counts_in_the_next_
     app.stop().await;
 }
 
+/// The days of the PostgreSQL log's partitions (`events_pYYYYMMDD`), `None` on SQLite.
+async fn partition_days(app: &TestApp) -> Option<Vec<chrono::NaiveDate>> {
+    let pool = sqlx::PgPool::connect(app.postgres_url()?).await.unwrap();
+    let names: Vec<String> = sqlx::query_scalar(
+        "select c.relname::text from pg_inherits i join pg_class c on c.oid = i.inhrelid where i.inhparent = 'events'::regclass",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    let mut days: Vec<_> = names.iter().map(|n| chrono::NaiveDate::parse_from_str(&n["events_p".len()..], "%Y%m%d").unwrap()).collect();
+    days.sort();
+    Some(days)
+}
+
 async fn events_past_the_retention_leave_the_log(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let now = app.state.clock.now();
-    let old = kairos::domain::Event {
+    let cutoff = now - TimeDelta::days(i64::from(app.state.settings.ingest.retention_days));
+    let event = |user: &str, ts| kairos::domain::Event {
         event_id: uuid::Uuid::new_v4(),
-        user_id: "old".into(),
+        user_id: user.into(),
         item_id: Some("i".into()),
         kind: "view".into(),
-        ts: now - TimeDelta::days(i64::from(app.state.settings.ingest.retention_days) + 1),
+        ts,
         context: Default::default(),
         props: Default::default(),
     };
-    app.store.insert_events(&[old]).await.unwrap();
+    // A whole expired day, the last minute before the cut, the first minute after it.
+    let (long_ago, just_before, just_after) = (cutoff - TimeDelta::days(3), cutoff - TimeDelta::minutes(1), cutoff + TimeDelta::minutes(1));
+    app.store
+        .insert_events(&[event("old", long_ago), event("old", just_before), event("kept", just_after)])
+        .await
+        .unwrap();
     assert_eq!(app.post_events(&json!({"user_id": "new", "item_id": "i", "kind": "view"})).await.status(), StatusCode::ACCEPTED);
-    // (The background task may prune first: either way the old event goes, the new one stays.)
-    assert!(kairos::startup::prune_once(&app.state).await.unwrap() <= 1);
-    assert_eq!(app.event_count().await, 1, "the old event is gone, the recent one stays");
+    if let Some(days) = partition_days(&app).await {
+        assert!(days.contains(&long_ago.date_naive()) && days.contains(&now.date_naive()), "a partition per day of events: {days:?}");
+    }
+    // (The background task may prune first: either way the old events go, the others stay.)
+    assert!(kairos::startup::prune_once(&app.state).await.unwrap() <= 2);
+    assert_eq!(app.event_count().await, 2, "the events before the cut are gone, the later ones stay");
+    if let Some(days) = partition_days(&app).await {
+        // PostgreSQL drops an expired day's partition whole; the straddling day lost rows only.
+        assert!(days.iter().all(|d| *d >= just_before.date_naive()), "no partition of an expired day is left: {days:?}");
+        assert!(days.contains(&just_after.date_naive()) && days.contains(&now.date_naive()), "{days:?}");
+    }
+    app.stop().await;
+}
+
+async fn an_event_sent_again_with_another_time_is_still_a_repeat(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = uuid::Uuid::new_v4().to_string();
+    let two_days_ago = (app.state.clock.now() - TimeDelta::days(2)).to_rfc3339();
+    let first = json!({"event_id": id, "user_id": "u", "item_id": "i", "kind": "view", "ts": two_days_ago});
+    assert_eq!(app.post_events(&first).await.json::<Value>().await.unwrap(), json!({"accepted": 1, "duplicates": 0}));
+    // Re-sent without its time (so stamped now, on another day, in another partition).
+    let again = json!({"event_id": id, "user_id": "u", "item_id": "i", "kind": "view"});
+    assert_eq!(app.post_events(&again).await.json::<Value>().await.unwrap(), json!({"accepted": 0, "duplicates": 1}));
+    assert_eq!(app.event_count().await, 1);
     app.stop().await;
 }
 
 on_both_stores!(
     events_past_the_retention_leave_the_log,
+    an_event_sent_again_with_another_time_is_still_a_repeat,
     an_erase_reaches_another_replicas_caches_and_statistics_at_its_next_refresh,
     a_refresh_pages_through_more_changes_than_a_page_and_applies_each_once,
     one_users_history_is_bounded_to_their_newest_events_at_read_and_in_memory,

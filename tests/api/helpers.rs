@@ -299,6 +299,11 @@ impl TestApp {
         self.post("/v1/events", INGEST_KEY, body).await
     }
 
+    /// The URL of the test's PostgreSQL database (`None` on SQLite).
+    pub fn postgres_url(&self) -> Option<&str> {
+        self.db.as_ref().map(|db| db.url.as_str())
+    }
+
     pub async fn event_count(&self) -> i64 {
         self.store.count_events().await.unwrap()
     }

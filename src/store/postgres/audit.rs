@@ -16,11 +16,11 @@ const USER_TABLES: [(&str, &str); 5] = [
 ];
 
 impl PgStore {
-    /// How many of `ids` name a stored event (each at most once: `event_id` is the key).
+    /// How many of `ids` name a stored event (`event_ids`, written with the log, holds each once).
     pub async fn count_stored_events(&self, ids: &[Uuid]) -> StoreResult<i64> {
         let mut found = 0;
         for chunk in ids.chunks(10_000) {
-            let n: i64 = sqlx::query_scalar("select count(*) from events where event_id = any($1)").bind(chunk).fetch_one(&self.pool).await?;
+            let n: i64 = sqlx::query_scalar("select count(*) from event_ids where event_id = any($1)").bind(chunk).fetch_one(&self.pool).await?;
             found += n;
         }
         Ok(found)

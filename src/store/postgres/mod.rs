@@ -18,14 +18,17 @@ use crate::config::DatabaseSettings;
 
 mod audit;
 mod changes;
+mod events;
 mod models;
+mod partitions;
 mod rows;
 
 use rows::*;
-use crate::domain::{Device, Event, Item, User};
+use crate::domain::{Event, Item, User};
 
 pub struct PgStore {
     pub(crate) pool: PgPool,
+    partitions: partitions::Partitions,
 }
 
 impl PgStore {
@@ -36,7 +39,17 @@ impl PgStore {
             .acquire_timeout(Duration::from_secs(settings.acquire_timeout_secs))
             .connect_with(options)
             .await?;
-        Ok(PgStore { pool })
+        Ok(PgStore::with_pool(pool))
+    }
+
+    pub fn with_pool(pool: PgPool) -> PgStore {
+        PgStore { pool, partitions: partitions::Partitions::default() }
+    }
+
+    /// Makes sure the log has a partition for the day of each of `times` (an insert does so
+    /// itself; a tool that writes the log directly calls this first).
+    pub async fn ensure_event_partitions(&self, times: &[DateTime<Utc>]) -> StoreResult<()> {
+        self.partitions.ensure(&self.pool, times, false).await
     }
 
     pub async fn migrate(&self) -> StoreResult<()> {
@@ -61,69 +74,7 @@ impl Store for PgStore {
     }
 
     async fn insert_events(&self, events: &[Event]) -> StoreResult<Vec<Uuid>> {
-        if events.is_empty() {
-            return Ok(Vec::new());
-        }
-        let n = events.len();
-        let mut ids = Vec::with_capacity(n);
-        let mut users = Vec::with_capacity(n);
-        let mut items = Vec::with_capacity(n);
-        let mut kinds = Vec::with_capacity(n);
-        let mut ts = Vec::with_capacity(n);
-        let mut device = Vec::with_capacity(n);
-        let mut platform = Vec::with_capacity(n);
-        let mut country = Vec::with_capacity(n);
-        let mut region = Vec::with_capacity(n);
-        let mut timezone = Vec::with_capacity(n);
-        let mut network = Vec::with_capacity(n);
-        let mut session = Vec::with_capacity(n);
-        let mut price = Vec::with_capacity(n);
-        let mut quantity = Vec::with_capacity(n);
-        let mut query = Vec::with_capacity(n);
-        for e in events {
-            ids.push(e.event_id);
-            users.push(e.user_id.as_str());
-            items.push(e.item_id.as_deref());
-            kinds.push(e.kind.as_str());
-            ts.push(e.ts);
-            device.push(e.context.device.map(Device::as_str));
-            platform.push(e.context.platform.as_deref());
-            country.push(e.context.country.as_deref());
-            region.push(e.context.region.as_deref());
-            timezone.push(e.context.timezone.as_deref());
-            network.push(e.context.network.as_deref());
-            session.push(e.context.session_id.as_deref());
-            price.push(e.props.price);
-            quantity.push(e.props.quantity);
-            query.push(e.props.query.as_deref());
-        }
-        // One statement for the whole batch; the implicit transaction makes it atomic.
-        let rows = sqlx::query(
-            "insert into events (event_id, user_id, item_id, kind, ts, device, platform, country, region, \
-             timezone, network, session_id, price, quantity, query) \
-             select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], \
-             $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
-             $13::float8[], $14::int4[], $15::text[]) \
-             on conflict (event_id) do nothing returning event_id",
-        )
-        .bind(&ids)
-        .bind(&users)
-        .bind(&items)
-        .bind(&kinds)
-        .bind(&ts)
-        .bind(&device)
-        .bind(&platform)
-        .bind(&country)
-        .bind(&region)
-        .bind(&timezone)
-        .bind(&network)
-        .bind(&session)
-        .bind(&price)
-        .bind(&quantity)
-        .bind(&query)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(|r| r.try_get::<Uuid, _>(0).map_err(StoreError::from)).collect()
+        self.write_events(events).await
     }
 
     async fn count_events(&self) -> StoreResult<i64> {
@@ -179,8 +130,13 @@ impl Store for PgStore {
     }
 
     async fn prune_events(&self, before: DateTime<Utc>) -> StoreResult<u64> {
-        let r = sqlx::query("delete from events where ts < $1").bind(before).execute(&self.pool).await?;
-        Ok(r.rows_affected())
+        // Whole days go with their partition; only the day that straddles `before` loses rows.
+        let dropped = self.partitions.drop_before(&self.pool, before).await?;
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query("delete from events where ts < $1").bind(before).execute(&mut *tx).await?;
+        sqlx::query("delete from event_ids where ts < $1").bind(before).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(dropped + r.rows_affected())
     }
 
     async fn upsert_items(&self, items: &[Item]) -> StoreResult<()> {
@@ -308,6 +264,10 @@ impl Store for PgStore {
 
     async fn delete_user(&self, user_id: &str) -> StoreResult<Erased> {
         let mut tx = self.pool.begin().await?;
+        sqlx::query("delete from event_ids where event_id in (select event_id from events where user_id = $1)")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
         let events = sqlx::query("delete from events where user_id = $1").bind(user_id).execute(&mut *tx).await?;
         let users = sqlx::query("delete from users where user_id = $1").bind(user_id).execute(&mut *tx).await?;
         let states = sqlx::query("delete from push_state where user_id = $1").bind(user_id).execute(&mut *tx).await?;

@@ -355,7 +355,7 @@ async fn audit(opts: &SoakOptions, log: &Log) -> anyhow::Result<Audit> {
     // The replicas may still be committing what a request that timed out on our side sent.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&opts.database_url).await.context("connecting to PostgreSQL for the audit")?;
-    let store = crate::store::PgStore { pool };
+    let store = crate::store::PgStore::with_pool(pool);
     Ok(Audit {
         acked_stored: store.count_stored_events(&log.acked).await?,
         erased_stored: store.count_stored_events(&log.erased_events).await?,
