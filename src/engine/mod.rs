@@ -291,12 +291,17 @@ impl Engine {
         })
     }
 
-    /// The interest level and the best item to push now (not in `blocked`), for the scheduler.
-    pub fn push_candidate(&self, user: &User, history: &[Event], blocked: &[String], now: DateTime<Utc>) -> PushCandidate {
+    /// The user's interest level and, when `rank(level)` says the decision will read it, the
+    /// best item to push now (not in `blocked`), for the scheduler (the ranking is most of a
+    /// tick's CPU).
+    pub fn push_candidate(&self, user: &User, history: &[Event], blocked: &[String], now: DateTime<Utc>, rank: impl FnOnce(f64) -> bool) -> PushCandidate {
         let tuning = self.tuning.get();
         let catalog = self.catalog.read().expect("catalog lock");
-        let stats = self.stats.read().expect("stats lock");
         let profile = self.profile(history, &catalog, &tuning, now);
+        if !rank(profile.level()) {
+            return PushCandidate { interest_level: profile.level(), best: None };
+        }
+        let stats = self.stats.read().expect("stats lock");
         let exclude: HashSet<String> = blocked.iter().cloned().collect();
         let context = RequestContext::at(&now.with_timezone(&user.timezone), None, None);
         let request = ScoringRequest { n: 1, context, exclude: &exclude };

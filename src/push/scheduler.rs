@@ -19,7 +19,7 @@ use crate::clock::Clock;
 use crate::config::LiveTuning;
 use crate::domain::{Event, User};
 use crate::push::frequency::response::RecentLog;
-use crate::push::frequency::{DecideContext, Decision, PushState, Recipient};
+use crate::push::frequency::{DecideContext, Decision, FrequencyConfig, PushState, Recipient};
 use crate::engine::{Engine, PushCandidate};
 use crate::store::{Push, PushStatus, Store, StoreError, UserPlan};
 
@@ -124,8 +124,9 @@ impl Scheduler {
         // The learned policy when a push-response model is in force, else the hand-set one.
         let (response, fallback) = self.engine.response_model();
 
-        // Inputs per claimed user; the ranking (the CPU-heavy part) then runs on every core,
-        // and the decisions, which share the global budget, run in order.
+        // Inputs per claimed user; their states are brought up to now and ranked (the
+        // CPU-heavy part) on every core, and the decisions, which share the global budget, run
+        // in order.
         let mut work: Vec<Work<'_>> = Vec::with_capacity(claimed.len());
         for row in &claimed {
             let Some(user) = users.get(&row.user_id) else {
@@ -145,22 +146,11 @@ impl Scheduler {
             work.push(Work { version: row.version, user, history, stored, blocked });
         }
         let loaded_at = started.elapsed();
-        let candidates = self.candidates(&work, now);
+        let prepared = self.prepare(work, now, cfg, &unfetched, response.is_some());
         let ranked_at = started.elapsed();
 
-        let mut plans = Vec::with_capacity(work.len());
-        for (Work { version, user, history, stored, .. }, candidate) in work.into_iter().zip(candidates) {
-            let mut state = stored.unwrap_or_else(|| PushState::new(candidate.interest_level, now, cfg));
-            // Activity not yet in the histogram: events newer than its reference time.
-            let seen_until = state.activity.as_of();
-            for e in history.iter().filter(|e| seen_until.is_none_or(|t| e.ts > t) && e.ts <= now) {
-                state.observe_activity(e.ts, user.timezone, cfg);
-            }
-            state.sweep_ignored(now, cfg, &|push| unfetched.contains(push));
-            // Consent on again after an unsubscribe (an explicit resubscribe in the settings).
-            if state.unsubscribed_at.zip(user.resubscribed_at).is_some_and(|(un, re)| re > un) {
-                state.resubscribe(user.resubscribed_at.unwrap_or(now));
-            }
+        let mut plans = Vec::with_capacity(prepared.len());
+        for Prepared { version, user, history, mut state, candidate } in prepared {
             let best = candidate.best.filter(|b| !state.is_suppressed(&b.item_id, now) && !state.pushed_recently(&b.item_id, now, cfg));
             let ctx = DecideContext {
                 user: Recipient::from(user),
@@ -236,18 +226,48 @@ impl Scheduler {
         Ok(Outcome::Worked { claimed: claimed.len(), pushes: commit.pushes, conflicts: commit.conflicts, expired: expired.len() })
     }
 
-    /// The best push candidate of every user in `work`, in order, ranked on all cores. The
-    /// threads only read the engine's catalog and statistics; the tick waits for them.
-    fn candidates(&self, work: &[Work<'_>], now: DateTime<Utc>) -> Vec<PushCandidate> {
+    /// Every user of `work`, in order, with their push state brought up to `now` (a new one
+    /// from their interest level) and, where the decision will read it
+    /// ([`PushState::reads_item`]), the best item to push, on all cores. The threads only read
+    /// the engine's catalog and statistics; the tick waits for them.
+    fn prepare<'a>(&self, work: Vec<Work<'a>>, now: DateTime<Utc>, cfg: &FrequencyConfig, unfetched: &HashSet<String>, learned: bool) -> Vec<Prepared<'a>> {
+        let one = |w: Work<'a>| {
+            let Work { version, user, history, mut stored, blocked } = w;
+            let mut state = None;
+            let candidate = self.engine.push_candidate(user, history, &blocked, now, |level| {
+                let s = state.insert(stored.take().unwrap_or_else(|| PushState::new(level, now, cfg)));
+                // Activity not yet in the histogram: events newer than its reference time.
+                let seen_until = s.activity.as_of();
+                for e in history.iter().filter(|e| seen_until.is_none_or(|t| e.ts > t) && e.ts <= now) {
+                    s.observe_activity(e.ts, user.timezone, cfg);
+                }
+                s.sweep_ignored(now, cfg, &|push| unfetched.contains(push));
+                // Consent on again after an unsubscribe (an explicit resubscribe in the settings).
+                if s.unsubscribed_at.zip(user.resubscribed_at).is_some_and(|(un, re)| re > un) {
+                    s.resubscribe(user.resubscribed_at.unwrap_or(now));
+                }
+                s.reads_item(&Recipient::from(user), learned, now, cfg)
+            });
+            let state = state.expect("push_candidate asks whether to rank");
+            Prepared { version, user, history, state, candidate }
+        };
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let chunk = work.len().div_ceil(threads).max(1);
-        let rank = |w: &Work<'_>| self.engine.push_candidate(w.user, w.history, &w.blocked, now);
         if work.len() <= 1 || threads == 1 {
-            return work.iter().map(rank).collect();
+            return work.into_iter().map(one).collect();
         }
+        let chunk = work.len().div_ceil(threads);
+        let mut parts: Vec<Vec<Work<'a>>> = Vec::with_capacity(threads);
+        let mut rest = work.into_iter();
+        loop {
+            let part: Vec<Work<'a>> = rest.by_ref().take(chunk).collect();
+            if part.is_empty() {
+                break;
+            }
+            parts.push(part);
+        }
+        let one = &one;
         std::thread::scope(|scope| {
-            let handles: Vec<_> =
-                work.chunks(chunk).map(|part| scope.spawn(move || part.iter().map(rank).collect::<Vec<_>>())).collect();
+            let handles: Vec<_> = parts.into_iter().map(|part| scope.spawn(move || part.into_iter().map(one).collect::<Vec<_>>())).collect();
             handles.into_iter().flat_map(|h| h.join().expect("a ranking thread panicked")).collect()
         })
     }
@@ -260,4 +280,13 @@ struct Work<'a> {
     history: &'a [Event],
     stored: Option<PushState>,
     blocked: Vec<String>,
+}
+
+/// The same user, their state up to now and their ranking (where the decision reads it).
+struct Prepared<'a> {
+    version: i64,
+    user: &'a User,
+    history: &'a [Event],
+    state: PushState,
+    candidate: PushCandidate,
 }

@@ -10,7 +10,7 @@ use super::config::hours;
 use super::histogram::{ActivityHistogram, BlendedActivity, hour_of_week};
 use super::policy::{Recipient, SkipReason};
 use super::state::{LocalWeek, PushState, local_date};
-use super::FrequencyConfig;
+use super::{FrequencyConfig, is_in_holdout};
 
 /// A planned send time.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -80,6 +80,19 @@ impl PushState {
     /// Whether the time-dependent hard limits (quiet hours, caps, minimum gap) allow a push at `t`.
     pub fn allowed_at(&self, user: &Recipient<'_>, t: DateTime<Utc>, cfg: &FrequencyConfig) -> bool {
         hard_limit_at(self, user, t, cfg).is_none()
+    }
+
+    /// Whether a decision at `now` may read the item to push (its score, the user's touches of
+    /// it): never for a user who cannot be pushed (unsubscribed, no consent, holdout); by
+    /// expected value (`learned`), whenever they can, since every hour of the look-ahead is
+    /// valued with the item; by the hand-set rule (and for exploration), only when a push is
+    /// allowed now. A caller that ranks only then takes the same action as one that always
+    /// ranks; only the decision's logged inputs lack the item it did not read.
+    pub fn reads_item(&self, user: &Recipient<'_>, learned: bool, now: DateTime<Utc>, cfg: &FrequencyConfig) -> bool {
+        if self.is_unsubscribed() || !user.push_consent || is_in_holdout(user.user_id, cfg.holdout_share) {
+            return false;
+        }
+        learned || self.allowed_at(user, now, cfg)
     }
 
     /// Pacing interval `P` and window length `W` at `now`.

@@ -79,20 +79,21 @@ impl Partitions {
         )
         .fetch_all(&mut *tx)
         .await?;
-        let expired: Vec<(NaiveDate, String)> = names
-            .into_iter()
-            .filter_map(|n| day_of(&n).map(|d| (d, n)))
-            .filter(|(d, _)| d.checked_add_days(Days::new(1)).is_some_and(|end| end.and_time(chrono::NaiveTime::MIN).and_utc() <= before))
+        let expired: Vec<NaiveDate> = names
+            .iter()
+            .filter_map(|n| day_of(n).filter(|d| name(*d) == *n))
+            .filter(|d| d.checked_add_days(Days::new(1)).is_some_and(|end| end.and_time(chrono::NaiveTime::MIN).and_utc() <= before))
             .collect();
         let mut rows = 0u64;
-        for (_, table) in &expired {
+        for &day in &expired {
+            let table = name(day);
             let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("select count(*) from {table}"))).fetch_one(&mut *tx).await?;
             sqlx::query(sqlx::AssertSqlSafe(format!("drop table {table}"))).execute(&mut *tx).await?;
             rows += u64::try_from(n).unwrap_or(0);
         }
         tx.commit().await?;
         let mut known = self.known.lock().expect("partitions lock");
-        expired.iter().for_each(|(d, _)| {
+        expired.iter().for_each(|d| {
             known.remove(d);
         });
         Ok(rows)

@@ -280,8 +280,7 @@ impl Sim<'_> {
     }
 
     /// One scheduler decision for `user` in an adaptive world, as `Scheduler::try_run_once`
-    /// makes it (the item is only ranked when the policy's slot is now: `decide` reads the
-    /// score only then, so the decision is the same).
+    /// makes it (the item is ranked only where the decision reads it, `PushState::reads_item`).
     pub(super) fn decide(&self, world: &mut World, turn: Turn, replay: &Replay<'_>, ranker: &mut Ranker<'_>, queue: &mut Queue) {
         let Turn { world: w, user, at: now } = turn;
         if now >= self.measured_to {
@@ -303,11 +302,9 @@ impl Sim<'_> {
             state.observe_activity(e.ts, self.tz, cfg);
         }
         state.sweep_ignored(now, cfg, &|_| false);
-        let eligible = !state.is_unsubscribed() && !is_in_holdout(user_id, cfg.holdout_share);
-        // The item is ranked only when a push could go out now (as `decide` reads its score
-        // only then, the decision is the same as with a ranking at every call).
-        let rank_now = eligible && state.allowed_at(&recipient, now, cfg);
-        let best = if rank_now {
+        let learned = self.arms[world.arm].1 == Policy::Learned;
+        // The item is ranked only where the decision reads it, as the scheduler does.
+        let best = if state.reads_item(&recipient, learned && world.response.is_some(), now, cfg) {
             ranker
                 .best(replay, user, now, &blocked)
                 .filter(|b| !state.is_suppressed(&b.item_id, now) && !state.pushed_recently(&b.item_id, now, cfg))
@@ -318,7 +315,6 @@ impl Sim<'_> {
             world.sent_last_minute.pop_front();
         }
         let budget = cfg.global_rate_per_minute.saturating_sub(world.sent_last_minute.len() as u32);
-        let learned = self.arms[world.arm].1 == Policy::Learned;
         let ctx = DecideContext {
             user: recipient,
             best_item_score: best.as_ref().map(|b| b.score),

@@ -185,3 +185,17 @@ fn holdout_users_never_get_a_push_and_membership_is_stable() {
     assert!(!is_in_holdout("anyone", 0.0));
     assert!(is_in_holdout("anyone", 1.0));
 }
+
+#[test]
+fn the_learned_policy_reads_the_item_wherever_a_push_can_go_out_at_all() {
+    let c = FrequencyConfig { min_gap_minutes: 240, ..cfg() };
+    let t = utc(2026, 5, 4, 10, 0);
+    let mut s = PushState::new(c.theta, t, &c);
+    s.record_sent("p1", "a", t, chrono_tz::UTC, &c);
+    let (u, later) = (user(chrono_tz::UTC), t + TimeDelta::hours(1));
+    assert!(!s.reads_item(&u, false, later, &c), "the hand-set rule waits out the gap without the item");
+    assert!(s.reads_item(&u, true, later, &c), "the learned policy values the hours after the gap with the item");
+    assert!(s.reads_item(&u, false, t + TimeDelta::hours(5), &c), "after the gap both read it");
+    let without_consent = Recipient { push_consent: false, ..u };
+    assert!(!s.reads_item(&without_consent, true, later, &c));
+}

@@ -95,4 +95,41 @@ proptest! {
             prop_assert!(u.quiet_hours.is_some_and(|q| (0..24).all(|h| q.contains(h))));
         }
     }
+
+    /// The scheduler ranks only where `reads_item` says the decision reads the item: there, a
+    /// decision without one must take the same action as with one (the hand-set rule and
+    /// exploration; the learned policy reads it wherever a push can go out at all).
+    #[test]
+    fn where_the_decision_does_not_read_the_item_it_acts_the_same_without_one(
+        zone in 0usize..ZONES.len(),
+        offset_min in 0i64..(366 * 24 * 60),
+        last_ago_min in prop::option::of(0i64..(2 * 24 * 60)),
+        quiet in prop::option::of((0u8..24, 0u8..24)),
+        consent in prop::bool::weighted(0.8),
+        unsubscribed in prop::bool::weighted(0.1),
+        holdout in prop::bool::weighted(0.1),
+        score in 0.0f64..1.0,
+        draw in 0.0f64..1.0,
+        peak in 0usize..HOURS_PER_WEEK,
+    ) {
+        let c = FrequencyConfig { min_gap_minutes: 240, exploration_rate: 0.2, holdout_share: if holdout { 1.0 } else { 0.0 }, ..cfg() };
+        let tz = ZONES[zone];
+        let now = utc(2026, 1, 1, 0, 0) + TimeDelta::minutes(offset_min);
+        let pop = population(&[(peak, 100.0)], now);
+        let mut s = PushState::new(c.theta, now - TimeDelta::days(3), &c);
+        if let Some(ago) = last_ago_min {
+            s.record_sent("p0", "x", now - TimeDelta::minutes(ago), tz, &c);
+        }
+        if unsubscribed {
+            s.apply_feedback(&fb("p0", FeedbackKind::Unsubscribed, now - TimeDelta::minutes(1)), tz, None, now, &c);
+        }
+        let u = Recipient { user_id: "u", timezone: tz, push_consent: consent, quiet_hours: quiet.map(|(start, end)| QuietHours { start, end }) };
+        prop_assume!(!s.reads_item(&u, false, now, &c));
+        let with = |best: Option<f64>| {
+            let ctx = DecideContext { draw, ..DecideContext::basic(u, best, 10, &pop) };
+            let d = s.clone().decide(&ctx, now, &c);
+            (d.is_send(), d.skip_reason(), d.next_check_at(), d.propensity())
+        };
+        prop_assert_eq!(with(Some(score)), with(None));
+    }
 }
