@@ -236,12 +236,7 @@ impl Scheduler {
             let mut state = None;
             let candidate = self.engine.push_candidate(user, history, &blocked, now, |level| {
                 let s = state.insert(stored.take().unwrap_or_else(|| PushState::new(level, now, cfg)));
-                // Activity not yet in the histogram: events newer than its reference time.
-                let seen_until = s.activity.as_of();
-                for e in history.iter().filter(|e| seen_until.is_none_or(|t| e.ts > t) && e.ts <= now) {
-                    s.observe_activity(e.ts, user.timezone, cfg);
-                }
-                s.sweep_ignored(now, cfg, &|push| unfetched.contains(push));
+                s.catch_up(history, user.timezone, now, cfg, &|push| unfetched.contains(push));
                 // Consent on again after an unsubscribe (an explicit resubscribe in the settings).
                 if s.unsubscribed_at.zip(user.resubscribed_at).is_some_and(|(un, re)| re > un) {
                     s.resubscribe(user.resubscribed_at.unwrap_or(now));
@@ -256,18 +251,11 @@ impl Scheduler {
             return work.into_iter().map(one).collect();
         }
         let chunk = work.len().div_ceil(threads);
-        let mut parts: Vec<Vec<Work<'a>>> = Vec::with_capacity(threads);
         let mut rest = work.into_iter();
-        loop {
-            let part: Vec<Work<'a>> = rest.by_ref().take(chunk).collect();
-            if part.is_empty() {
-                break;
-            }
-            parts.push(part);
-        }
+        let parts = std::iter::from_fn(|| Some(rest.by_ref().take(chunk).collect::<Vec<_>>()).filter(|part| !part.is_empty()));
         let one = &one;
         std::thread::scope(|scope| {
-            let handles: Vec<_> = parts.into_iter().map(|part| scope.spawn(move || part.into_iter().map(one).collect::<Vec<_>>())).collect();
+            let handles: Vec<_> = parts.map(|part| scope.spawn(move || part.into_iter().map(one).collect::<Vec<_>>())).collect();
             handles.into_iter().flat_map(|h| h.join().expect("a ranking thread panicked")).collect()
         })
     }

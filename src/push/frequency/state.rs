@@ -260,6 +260,17 @@ impl PushState {
         self.activity.observe(ts, tz, 1.0, cfg);
     }
 
+    /// Brings the state up to `now` before a decision: the activity of the events of
+    /// `history` (in time order) newer than the histogram's reference time, and the pushes
+    /// whose ignore window has passed (see [`PushState::sweep_ignored`]).
+    pub fn catch_up(&mut self, history: &[crate::domain::Event], tz: Tz, now: DateTime<Utc>, cfg: &FrequencyConfig, never_fetched: &dyn Fn(&str) -> bool) {
+        let seen_until = self.activity.as_of();
+        for e in history.iter().filter(|e| seen_until.is_none_or(|t| e.ts > t) && e.ts <= now) {
+            self.observe_activity(e.ts, tz, cfg);
+        }
+        self.sweep_ignored(now, cfg, never_fetched);
+    }
+
     /// Is `item_id` suppressed for this user at `now` (dismissed within the suppression window)?
     pub fn is_suppressed(&self, item_id: &str, now: DateTime<Utc>) -> bool {
         self.suppressed.get(item_id).is_some_and(|until| *until > now)

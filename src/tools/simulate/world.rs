@@ -297,11 +297,7 @@ impl Sim<'_> {
         }
         let state = world.users[user].state.as_mut().expect("created above");
         let blocked = state.blocked_items(now, cfg);
-        let seen_until = state.activity.as_of();
-        for e in replay.histories[user].iter().filter(|e| seen_until.is_none_or(|t| e.ts > t) && e.ts <= now) {
-            state.observe_activity(e.ts, self.tz, cfg);
-        }
-        state.sweep_ignored(now, cfg, &|_| false);
+        state.catch_up(&replay.histories[user], self.tz, now, cfg, &|_| false);
         let learned = self.arms[world.arm].1 == Policy::Learned;
         // The item is ranked only where the decision reads it, as the scheduler does.
         let best = if state.reads_item(&recipient, learned && world.response.is_some(), now, cfg) {
