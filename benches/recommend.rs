@@ -26,6 +26,7 @@ use rand::{Rng, SeedableRng};
 use kairos::rank::catalog::Catalog;
 use kairos::rank::context::{RequestContext, event_keys};
 use kairos::rank::decay::Decay;
+use kairos::rank::history::{HistoryEvent, Packed};
 use kairos::domain::{Device, Event, EventContext, EventProps, Item};
 use kairos::rank::profile::{InterestVector, KindWeights, ProfileParams};
 use kairos::rank::ranker::{Ranker, RankerParams};
@@ -159,6 +160,18 @@ fn bench_profile(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.bench_function("build_from_200_events", |b| {
         b.iter(|| InterestVector::build(black_box(&events), &cat, &params, now()))
+    });
+    // The service's cached form of the same history (what a request builds from).
+    let mut names = cat.clone();
+    let packed: Vec<Packed> = events
+        .iter()
+        .map(|e| {
+            let kind = names.intern_kind(&e.kind);
+            Packed::new(e, e.item(&names), kind)
+        })
+        .collect();
+    g.bench_function("build_from_200_packed_events", |b| {
+        b.iter(|| InterestVector::build(black_box(&packed), &names, &params, now()))
     });
     g.finish();
 }

@@ -54,11 +54,12 @@ fn model() -> (SequenceModel, Vec<Event>) {
 fn bench_sequence(c: &mut Criterion) {
     let (m, history) = model();
     let zone = |_: &Event| 0;
+    let names = kairos::rank::catalog::Catalog::new();
     let mut g = c.benchmark_group("sequence");
     g.throughput(Throughput::Elements(1));
     g.sample_size(30);
-    g.bench_function("encode_50_events", |b| b.iter(|| m.encode(black_box(&history), &zone)));
-    let enc = m.encode(&history, &zone).expect("encodes");
+    g.bench_function("encode_50_events", |b| b.iter(|| m.encode(black_box(&history), &names, &zone)));
+    let enc = m.encode(&history, &names, &zone).expect("encodes");
     let ids: Vec<String> = m.items().iter().step_by(m.items().len() / 300).take(300).cloned().collect();
     let moment = Moment::at(now(), 0, None);
     g.bench_function("state_and_score_300", |b| {

@@ -28,8 +28,10 @@ use crate::rank::context::RequestContext;
 use crate::rank::decay::Decay;
 use crate::rank::profile::{Evidence, InterestVector, KindWeights, ProfileParams};
 use crate::rank::scoring::{Request as ScoringRequest, Scored, Scorer, SeqQuery};
-use crate::domain::{Event, Item, User};
+use crate::domain::{Item, User};
+use crate::rank::history::{HistoryEvent, Packed};
 use crate::push::frequency::ActivityHistogram;
+use crate::push::frequency::response::RecentLog;
 use crate::rank::stats::{Stats, StatsConfig};
 use crate::store::{Store, StoreResult};
 
@@ -58,8 +60,8 @@ const CATALOG_OVERLAP: TimeDelta = TimeDelta::seconds(5);
 /// What the engine keeps about one user between requests.
 #[derive(Clone)]
 pub struct UserView {
-    /// Events inside the horizon, oldest first.
-    pub events: Arc<Vec<Event>>,
+    /// Events inside the horizon, oldest first, packed for this replica's catalogue.
+    pub events: Arc<[Packed]>,
     /// The user's time zone when their settings are known.
     pub timezone: Option<Tz>,
     /// Items recently pushed to the user (or suppressed after a dismissal).
@@ -70,7 +72,7 @@ impl UserView {
     /// The user's time zone: their settings, else their latest event's device zone, else UTC.
     pub fn zone(&self) -> Tz {
         self.timezone
-            .or_else(|| self.events.iter().rev().find_map(|e| e.context.timezone.as_deref().and_then(|z| z.parse().ok())))
+            .or_else(|| self.events.iter().rev().find_map(HistoryEvent::zone))
             .unwrap_or(chrono_tz::UTC)
     }
 }
@@ -205,20 +207,13 @@ impl Engine {
         self.population.read().expect("population lock").clone()
     }
 
-    fn profile(&self, events: &[Event], catalog: &Catalog, tuning: &Arc<Tuning>, at: DateTime<Utc>) -> InterestVector {
+    fn profile<E: HistoryEvent>(&self, events: &[E], catalog: &Catalog, tuning: &Arc<Tuning>, at: DateTime<Utc>) -> InterestVector {
         let weights = self.kind_weights(tuning);
         InterestVector::build(events, catalog, &Self::profile_params(tuning, &weights), at)
     }
 
     fn profile_params<'a>(tuning: &'a Tuning, weights: &'a KindWeights) -> ProfileParams<'a> {
         ProfileParams { decay: &tuning.decay, kind_weights: weights, horizon_secs: tuning.scoring.horizon_hours * 3600.0 }
-    }
-
-    /// The interest vector of a cached user, from touches made once per history and tuning.
-    fn cached_profile(&self, user_id: &str, view: &UserView, catalog: &Catalog, tuning: &Arc<Tuning>, at: DateTime<Utc>) -> InterestVector {
-        let weights = self.kind_weights(tuning);
-        let touches = self.users.touches(user_id, &view.events, catalog, tuning, &weights);
-        InterestVector::build_from(&touches, &view.events, catalog, &Self::profile_params(tuning, &weights), at)
     }
 
     /// The event kinds' weights of `tuning`, built once per tuning rather than per request.
@@ -247,13 +242,13 @@ impl Engine {
         let ranking = {
             let catalog = self.catalog.read().expect("catalog lock");
             let stats = self.stats.read().expect("stats lock");
-            let profile = self.cached_profile(user_id, &view, &catalog, &tuning, req.at);
+            let profile = self.profile(&view.events, &catalog, &tuning, req.at);
             let request = ScoringRequest { n: req.n, context: context.clone(), exclude: &exclude };
             let kinds = self.kind_weights(&tuning);
             let model = self.ranker(&tuning, &kinds);
             let scorer = Scorer { catalog: &catalog, stats: &stats, kinds: &kinds, cfg: &tuning.scoring, model: model.as_deref() };
             let seq = self.sequence_model(&tuning);
-            let state = seq.as_deref().and_then(|m| self.sequence_state(m, user_id, &view.events, view.zone(), req.device, req.at));
+            let state = seq.as_deref().and_then(|m| self.sequence_state(m, user_id, &view.events, &catalog, view.zone(), req.device, req.at));
             let q = seq.as_deref().zip(state.as_deref()).map(|(model, state)| SeqQuery { model, state, pool: tuning.sequence.candidates });
             scorer.rank_with(&request, &profile, &view.events, req.at, q.as_ref())
         };
@@ -275,11 +270,11 @@ impl Engine {
         let view = self.user_view(user_id, at).await?;
         let tuning = self.tuning.get();
         let catalog = self.catalog.read().expect("catalog lock");
-        let profile = self.cached_profile(user_id, &view, &catalog, &tuning, at);
+        let profile = self.profile(&view.events, &catalog, &tuning, at);
         let features = profile
             .top(50)
             .into_iter()
-            .map(|(f, w)| InterestFeature { feature: InterestVector::label(&catalog, f), weight: w, evidence: profile.evidence(f, &view.events) })
+            .map(|(f, w)| InterestFeature { feature: InterestVector::label(&catalog, f), weight: w, evidence: profile.evidence(f, &view.events, &catalog) })
             .collect();
         Ok(InterestsResponse {
             user_id: user_id.to_string(),
@@ -294,7 +289,7 @@ impl Engine {
     /// The user's interest level and, when `rank(level)` says the decision will read it, the
     /// best item to push now (not in `blocked`), for the scheduler (the ranking is most of a
     /// tick's CPU).
-    pub fn push_candidate(&self, user: &User, history: &[Event], blocked: &[String], now: DateTime<Utc>, rank: impl FnOnce(f64) -> bool) -> PushCandidate {
+    pub fn push_candidate(&self, user: &User, history: &[Packed], blocked: &[String], now: DateTime<Utc>, rank: impl FnOnce(f64) -> bool) -> PushCandidate {
         let tuning = self.tuning.get();
         let catalog = self.catalog.read().expect("catalog lock");
         let profile = self.profile(history, &catalog, &tuning, now);
@@ -309,7 +304,7 @@ impl Engine {
         let model = self.ranker(&tuning, &kinds);
         let scorer = Scorer { catalog: &catalog, stats: &stats, kinds: &kinds, cfg: &tuning.scoring, model: model.as_deref() };
         let seq = self.sequence_model(&tuning);
-        let state = seq.as_deref().and_then(|m| self.sequence_state(m, &user.user_id, history, user.timezone, None, now));
+        let state = seq.as_deref().and_then(|m| self.sequence_state(m, &user.user_id, history, &catalog, user.timezone, None, now));
         let q = seq.as_deref().zip(state.as_deref()).map(|(model, state)| SeqQuery { model, state, pool: tuning.sequence.candidates });
         let ranking = scorer.rank_with(&request, &profile, history, now, q.as_ref());
         let best = ranking.items.into_iter().next().map(|s| CandidateItem {
@@ -318,6 +313,12 @@ impl Engine {
             reasons: serde_json::to_value(&s.reasons).unwrap_or(serde_json::Value::Null),
         });
         PushCandidate { interest_level: profile.level(), best }
+    }
+
+    /// What the user's own log says for a push of `item_id` at `now` (the push-response
+    /// model's inputs), from their packed history.
+    pub fn recent_log(&self, history: &[Packed], item_id: Option<&str>, now: DateTime<Utc>) -> RecentLog {
+        RecentLog::of(history, &self.catalog.read().expect("catalog lock"), item_id, now)
     }
 
     pub fn item_changed(&self, item: Item) {

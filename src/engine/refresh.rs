@@ -21,6 +21,7 @@ pub const CHANGE_OVERLAP: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
 use crate::domain::Event;
 use crate::ingest::CommitSink;
 use crate::rank::context::event_keys;
+use crate::rank::history::Packed;
 use crate::rank::stats::Observation;
 use crate::store::StoreResult;
 
@@ -64,6 +65,7 @@ impl Engine {
                 break;
             }
             let n = page.len();
+            let mut packed = Vec::with_capacity(n);
             {
                 let mut catalog = self.catalog.write().expect("catalog lock");
                 let mut stats = self.stats.write().expect("stats lock");
@@ -73,7 +75,10 @@ impl Engine {
                     let weight = tuning.kinds.get(&e.kind).map_or(0.0, |k| k.weight);
                     let tz: Tz = e.context.timezone.as_deref().and_then(|z| z.parse().ok()).unwrap_or(chrono_tz::UTC);
                     population.observe(e.ts, tz, 1.0, &tuning.frequency);
-                    let Some(item) = e.item_id.as_deref().and_then(|id| self.item_index(&mut catalog, id)) else { continue };
+                    let item = e.item_id.as_deref().and_then(|id| self.item_index(&mut catalog, id));
+                    let kind = catalog.intern_kind(&e.kind);
+                    packed.push((e.user_id.as_str(), Packed::new(e, item, kind)));
+                    let Some(item) = item else { continue };
                     let keys = event_keys(e.ts, &tz, &e.context);
                     stats.observe(&Observation {
                         user: &e.user_id,
@@ -86,7 +91,7 @@ impl Engine {
                     });
                 }
             }
-            self.users.append(page.iter().map(|logged| &logged.event));
+            self.users.append(packed);
             if let Some(last) = page.last() {
                 self.stats_seq.store(last.seq, Ordering::Release);
             }
@@ -148,7 +153,7 @@ impl Engine {
 
     /// The index of `item_id` for the statistics: interned as a placeholder when the
     /// catalogue has not sent it yet, unless `engine.max_unknown_items` placeholders exist.
-    fn item_index(&self, catalog: &mut Catalog, item_id: &str) -> Option<ItemIdx> {
+    pub(super) fn item_index(&self, catalog: &mut Catalog, item_id: &str) -> Option<ItemIdx> {
         if let Some(idx) = catalog.idx(item_id) {
             return Some(idx);
         }
@@ -204,13 +209,9 @@ impl Engine {
 
 impl CommitSink for Engine {
     fn committed(&self, events: &[Event]) {
-        // An item the catalogue has not sent yet still counts for the user's next answer.
-        {
-            let mut catalog = self.catalog.write().expect("catalog lock");
-            for id in events.iter().filter_map(|e| e.item_id.as_deref()) {
-                self.item_index(&mut catalog, id);
-            }
-        }
-        self.users.append(events);
+        // An item the catalogue has not sent yet still counts for the user's next answer
+        // (`pack` interns it).
+        let packed = self.pack(events);
+        self.users.append(events.iter().map(|e| e.user_id.as_str()).zip(packed));
     }
 }

@@ -11,8 +11,9 @@ use chrono_tz::Tz;
 use super::Engine;
 use super::trainer::local_offset;
 use crate::config::Tuning;
-use crate::domain::{Device, Event};
-use crate::rank::catalog::StrMap;
+use crate::domain::Device;
+use crate::rank::catalog::{Catalog, StrMap};
+use crate::rank::history::Packed;
 use crate::rank::sequence::{Encoded, Moment, SequenceModel};
 
 /// Users whose encoded history is kept; beyond it the cache starts again (the encoder is
@@ -24,7 +25,7 @@ const MAX_USERS: usize = 100_000;
 struct Key {
     model: u64,
     events: usize,
-    last: Option<(DateTime<Utc>, uuid::Uuid)>,
+    last: Option<Packed>,
 }
 
 /// A user's encoded history (`None`: nothing the model can read) and what it was made from.
@@ -52,8 +53,9 @@ impl Engine {
 
     /// The user's state for a request at `at` (in `zone`, on `device`): their encoded history
     /// (from the cache when it was made from these events by this model) plus the query.
-    pub(super) fn sequence_state(&self, model: &SequenceModel, user_id: &str, history: &[Event], zone: Tz, device: Option<Device>, at: DateTime<Utc>) -> Option<Vec<f32>> {
-        let key = Key { model: model.version, events: history.len(), last: history.last().map(|e| (e.ts, e.event_id)) };
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn sequence_state(&self, model: &SequenceModel, user_id: &str, history: &[Packed], catalog: &Catalog, zone: Tz, device: Option<Device>, at: DateTime<Utc>) -> Option<Vec<f32>> {
+        let key = Key { model: model.version, events: history.len(), last: history.last().copied() };
         let cached = {
             let users = self.models.encoded.users.lock().expect("sequence cache lock");
             users.get(user_id).filter(|(k, _)| *k == key).map(|(_, e)| e.clone())
@@ -61,7 +63,7 @@ impl Engine {
         let encoded = match cached {
             Some(e) => e,
             None => {
-                let e = model.encode(history, &local_offset).map(Arc::new);
+                let e = model.encode(history, catalog, &local_offset::<Packed>).map(Arc::new);
                 let mut users = self.models.encoded.users.lock().expect("sequence cache lock");
                 if users.len() >= MAX_USERS {
                     users.clear();

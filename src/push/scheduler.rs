@@ -17,8 +17,8 @@ use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::config::LiveTuning;
-use crate::domain::{Event, User};
-use crate::push::frequency::response::RecentLog;
+use crate::domain::User;
+use crate::rank::history::Packed;
 use crate::push::frequency::{DecideContext, Decision, FrequencyConfig, PushState, Recipient};
 use crate::engine::{Engine, PushCandidate};
 use crate::store::{Push, PushStatus, Store, StoreError, UserPlan};
@@ -159,7 +159,7 @@ impl Scheduler {
                 population: &population,
                 model: response.as_deref(),
                 fallback: response.is_none().then_some(fallback),
-                recent: RecentLog::of(history, best.as_ref().map(|b| b.item_id.as_str()), now),
+                recent: self.engine.recent_log(history, best.as_ref().map(|b| b.item_id.as_str()), now),
                 draw: crate::push::frequency::exploration_draw(&user.user_id, now),
             };
             let decision = state.decide(&ctx, now, cfg);
@@ -265,7 +265,7 @@ impl Scheduler {
 struct Work<'a> {
     version: i64,
     user: &'a User,
-    history: &'a [Event],
+    history: &'a [Packed],
     stored: Option<PushState>,
     blocked: Vec<String>,
 }
@@ -274,7 +274,7 @@ struct Work<'a> {
 struct Prepared<'a> {
     version: i64,
     user: &'a User,
-    history: &'a [Event],
+    history: &'a [Packed],
     state: PushState,
     candidate: PushCandidate,
 }

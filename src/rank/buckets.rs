@@ -47,21 +47,29 @@ impl Series {
         }
     }
 
+    /// Adds `w` to `bucket`; true when the bucket was new to the series.
     #[inline]
-    pub(crate) fn add(&mut self, bucket: u32, w: f32) {
+    pub(crate) fn add(&mut self, bucket: u32, w: f32) -> bool {
         // Where a new bucket goes, unless the bucket is held already.
         let (buckets, at) = match self {
-            Series::One((b, v)) if *b == bucket => return *v += w,
+            Series::One((b, v)) if *b == bucket => {
+                *v += w;
+                return false;
+            }
             Series::One(p) => (std::slice::from_ref(p), usize::from(p.0 < bucket)),
             Series::Many(v) => {
                 // Counts nearly always go to the latest bucket.
                 if let Some((b, x)) = v.last_mut()
                     && *b == bucket
                 {
-                    return *x += w;
+                    *x += w;
+                    return false;
                 }
                 match v.binary_search_by_key(&bucket, |&(b, _)| b) {
-                    Ok(i) => return v[i].1 += w,
+                    Ok(i) => {
+                        v[i].1 += w;
+                        return false;
+                    }
                     Err(i) => (&v[..], i),
                 }
             }
@@ -71,6 +79,45 @@ impl Series {
         grown.push((bucket, w));
         grown.extend_from_slice(&buckets[at..]);
         *self = Series::from_vec(grown);
+        true
+    }
+
+    /// [`Series::add`], then merges what `res` says is old enough (see [`Resolution`]) when
+    /// the bucket was new: a series holds at most `res.fine + res.group − 1` buckets plus one
+    /// per older group.
+    #[inline]
+    pub(crate) fn add_at(&mut self, bucket: u32, w: f32, res: Resolution) {
+        if self.add(bucket, w) && res.group > 1 {
+            self.compact(i64::from(bucket), res);
+        }
+    }
+
+    /// Merges the buckets of each group (`bucket / res.group`) that lies wholly at least
+    /// `res.fine` buckets before `now_bucket` into one at their weight-weighted mean bucket:
+    /// the total weight is kept, and so is its mean age up to rounding. A group is merged once,
+    /// when its last bucket comes of age (an event arriving later for it joins the merged
+    /// bucket at the next compaction).
+    fn compact(&mut self, now_bucket: i64, res: Resolution) {
+        let buckets = self.buckets();
+        let group = |b: u32| b / res.group;
+        let group_end = |b: u32| i64::from(group(b)) * i64::from(res.group) + i64::from(res.group) - 1;
+        let old = buckets.partition_point(|&(b, _)| now_bucket - group_end(b) >= i64::from(res.fine));
+        if buckets[..old].windows(2).all(|p| group(p[0].0) != group(p[1].0)) {
+            return;
+        }
+        let mut merged: Vec<(u32, f32)> = Vec::with_capacity(buckets.len());
+        for chunk in buckets[..old].chunk_by(|a, b| group(a.0) == group(b.0)) {
+            let mass: f64 = chunk.iter().map(|&(_, w)| f64::from(w)).sum();
+            let at = if mass > 0.0 {
+                let mean = chunk.iter().map(|&(b, w)| f64::from(b) * f64::from(w)).sum::<f64>() / mass;
+                (mean.round() as u32).clamp(chunk[0].0, chunk[chunk.len() - 1].0)
+            } else {
+                chunk[chunk.len() - 1].0
+            };
+            merged.push((at, mass as f32));
+        }
+        merged.extend_from_slice(&buckets[old..]);
+        *self = Series::from_vec(merged);
     }
 
     /// Decayed sum, as seen from the table's `now`.
@@ -113,12 +160,35 @@ impl Series {
     }
 }
 
+/// How finely a [`Series`] keeps its past: buckets younger than `fine` buckets stay as they
+/// are; older ones are merged per group of `group` consecutive buckets (aligned on multiples
+/// of `group`), each group into one bucket at its weight-weighted mean. With hourly buckets,
+/// two days at full resolution and one bucket per day before that: a series of a 14-day
+/// horizon holds at most 83 buckets instead of 336 (the hours of two to three days, and the
+/// days before). The state still means "this much weight,
+/// about this old", so the decay stays a query-time choice; what it costs is that a merged
+/// day is weighed at its mean age, which for a convex kernel (exponential) is a little less
+/// than the sum of its hours (for a 24 h half-life at most about 2 %).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Resolution {
+    pub(crate) fine: u32,
+    pub(crate) group: u32,
+}
+
+impl Resolution {
+    /// Full resolution for two days, then one bucket per day, for buckets `width` seconds wide.
+    pub(crate) fn for_width(width: i64) -> Resolution {
+        let width = width.max(1);
+        Resolution { fine: u32::try_from((2 * 86_400 + width - 1) / width).unwrap_or(u32::MAX), group: u32::try_from((86_400 / width).max(1)).unwrap_or(1) }
+    }
+}
+
 /// Decay weight per bucket age, computed once per query.
 #[derive(Clone, Debug)]
 pub(crate) struct DecayTable {
     pub(crate) now_bucket: i64,
     /// `w[i]`: weight of bucket `now_bucket − i`; empty beyond the horizon.
-    w: Vec<f64>,
+    pub(crate) w: Vec<f64>,
 }
 
 impl DecayTable {
@@ -206,6 +276,7 @@ pub(crate) fn top_n<K: Copy + Ord>(mut v: Vec<(K, f64)>, n: usize) -> Vec<(K, f6
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::DateTime;
 
     #[test]
     fn a_series_holds_one_bucket_inline_and_more_in_order() {
@@ -228,6 +299,44 @@ mod tests {
         assert_eq!(s.len(), 0);
         s.add(9, 1.0);
         assert_eq!(s.buckets(), &[(9, 1.0)]);
+    }
+
+    #[test]
+    fn hours_older_than_two_days_merge_into_one_bucket_per_day_at_their_mean() {
+        let res = Resolution::for_width(3600);
+        assert_eq!(res, Resolution { fine: 48, group: 24 });
+        // Four days of hourly counts (1 + the hour of the day), oldest first.
+        let (start, end) = (24 * 1000u32, 24 * 1004u32);
+        let mut s = Series::default();
+        for b in start..end {
+            s.add_at(b, 1.0 + (b % 24) as f32, res);
+        }
+        let held = s.buckets();
+        // Days 1000 and 1001 are wholly 48 h old: one bucket each; the rest by the hour.
+        assert_eq!(held.len(), 2 + 48, "{held:?}");
+        let mass = |from: u32, to: u32| (from..to).map(|b| 1.0 + (b % 24) as f64).sum::<f64>();
+        let mean = |from: u32, to: u32| (from..to).map(|b| f64::from(b) * (1.0 + (b % 24) as f64)).sum::<f64>() / mass(from, to);
+        for (n, day) in [1000u32, 1001].into_iter().enumerate() {
+            let (b, w) = held[n];
+            assert_eq!(f64::from(w), mass(day * 24, day * 24 + 24), "the day's whole weight");
+            assert_eq!(b, mean(day * 24, day * 24 + 24).round() as u32, "at its weight-weighted mean hour");
+        }
+        assert_eq!(&held[2..], (24 * 1002..end).map(|b| (b, 1.0 + (b % 24) as f32)).collect::<Vec<_>>().as_slice());
+        let now = DateTime::from_timestamp(i64::from(end) * 3600, 0).unwrap();
+        let exact = |decay: &Decay| {
+            let t = DecayTable::new(now, 3600, 400, decay);
+            (start..end).map(|b| (1.0 + (b % 24) as f64) * t.w[(t.now_bucket - i64::from(b)) as usize]).sum::<f64>()
+        };
+        let none = DecayTable::new(now, 3600, 400, &Decay::None);
+        assert!((s.sum(&none) - exact(&Decay::None)).abs() < 1e-9, "no decay: exactly the counts");
+        let fast = Decay::Exponential { half_life_hours: 24.0 };
+        let (got, want) = (s.sum(&DecayTable::new(now, 3600, 400, &fast)), exact(&fast));
+        assert!(got <= want && got > 0.99 * want, "a convex kernel weighs a merged day a little less: {got} vs {want}");
+        // Merged days stay merged, and a late hour inside one joins it at the next compaction.
+        s.add_at(end, 1.0, res);
+        s.add_at(24 * 1000 + 3, 5.0, res);
+        s.add_at(end + 1, 1.0, res);
+        assert_eq!(s.buckets().iter().filter(|(b, _)| *b < 24 * 1001).count(), 1);
     }
 
     #[test]

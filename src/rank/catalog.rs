@@ -30,6 +30,16 @@ pub struct CatIdx(pub u32);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BrandIdx(pub u32);
 
+/// Dense index of an event kind's name in a [`Catalog`] (a packed history names its events'
+/// kinds by it). At most 255 names are interned; any further one reads as [`KindIdx::OTHER`],
+/// a kind with no name and no weight (kinds are a handful of configured names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KindIdx(pub u8);
+
+impl KindIdx {
+    pub const OTHER: KindIdx = KindIdx(u8::MAX);
+}
+
 /// A `HashMap` keyed by the internal indices above: foldhash with a fixed seed (fast on
 /// small integers, and the same iteration order on every run). Never for keys that come
 /// from outside.
@@ -80,6 +90,9 @@ pub struct Catalog {
     by_id: StrMap<Arc<str>, ItemIdx>,
     cats: Categories,
     brands: Brands,
+    /// Event kind names, by [`KindIdx`].
+    kinds: Vec<Box<str>>,
+    kind_by_name: StrMap<Box<str>, KindIdx>,
     /// Number of entries that have data (not placeholders).
     known: usize,
     available: usize,
@@ -147,6 +160,30 @@ impl Catalog {
         self.by_id.insert(id.clone(), idx);
         self.entries.push(Entry { id, item: None, categories: Box::new([]), brand: None, available: false });
         idx
+    }
+
+    /// The index of an event kind's name, interning it if it is new ([`KindIdx::OTHER`] once
+    /// 255 names are held).
+    pub fn intern_kind(&mut self, name: &str) -> KindIdx {
+        if let Some(&k) = self.kind_by_name.get(name) {
+            return k;
+        }
+        let Some(k) = u8::try_from(self.kinds.len()).ok().filter(|&n| n < u8::MAX).map(KindIdx) else { return KindIdx::OTHER };
+        self.kinds.push(name.into());
+        self.kind_by_name.insert(name.into(), k);
+        k
+    }
+
+    /// The index of an event kind's name, if interned.
+    #[inline]
+    pub fn kind_idx(&self, name: &str) -> Option<KindIdx> {
+        self.kind_by_name.get(name).copied()
+    }
+
+    /// The name of an interned event kind (empty for [`KindIdx::OTHER`]).
+    #[inline]
+    pub fn kind_name(&self, k: KindIdx) -> &str {
+        self.kinds.get(usize::from(k.0)).map_or("", |n| n)
     }
 
     /// Marks an item unavailable (it stays interned; it is no longer recommended).

@@ -11,6 +11,8 @@ pub mod decay;
 pub mod features;
 /// Learning the ranker from the log: examples, the trainer, the deployment rule.
 pub mod learn;
+/// A user's history as ranking reads it: full events, or the 16-byte packed form the service caches.
+pub mod history;
 /// Interest vectors from decayed events.
 pub mod profile;
 /// The learned ranker: a linear model over standardised features, stored as data.

@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 
 use crate::rank::catalog::{BrandIdx, CatIdx, Catalog, IdxMap, ItemIdx, StrMap};
 use crate::rank::decay::{Decay, age_secs};
-use crate::domain::Event;
+use crate::rank::history::HistoryEvent;
 
 /// One dimension of the interest vector.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -91,9 +91,14 @@ impl FromIterator<(String, f64)> for KindWeights {
 }
 
 impl Evidence {
-    /// `event`, shown as having contributed `contribution`.
-    pub fn of(event: &Event, contribution: f64) -> Evidence {
-        Evidence { item_id: event.item_id.clone().unwrap_or_default(), kind: event.kind.clone(), ts: event.ts, contribution }
+    /// `event` (named through `catalog`), shown as having contributed `contribution`.
+    pub fn of<E: HistoryEvent>(event: &E, catalog: &Catalog, contribution: f64) -> Evidence {
+        Evidence {
+            item_id: event.item_id(catalog).unwrap_or_default().to_string(),
+            kind: event.kind(catalog).to_string(),
+            ts: event.ts(),
+            contribution,
+        }
     }
 }
 
@@ -131,35 +136,6 @@ impl TopContributions {
 
     fn iter(&self) -> impl Iterator<Item = (f64, usize)> + '_ {
         self.top[..self.len].iter().copied()
-    }
-}
-
-/// One event as the interest vector reads it: its item's index in the catalog and its
-/// kind's weight. Resolving them hashes two strings per event; the service does it once per
-/// cached history and tuning instead of at every request ([`InterestVector::build_from`]).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Touch {
-    /// `None` when the event has no item or the catalog did not know it yet.
-    pub item: Option<ItemIdx>,
-    /// `w_kind` of the event's kind (0 for kinds not configured).
-    pub weight: f64,
-    /// The kind's slot ([`KindWeights::slot`]).
-    pub slot: Option<u8>,
-    pub ts: DateTime<Utc>,
-}
-
-impl Touch {
-    /// The touches of `events`, in the same order.
-    pub fn of(events: &[Event], catalog: &Catalog, kind_weights: &KindWeights) -> Vec<Touch> {
-        events
-            .iter()
-            .map(|e| Touch {
-                item: e.item_id.as_deref().and_then(|id| catalog.idx(id)),
-                weight: kind_weights.weight(&e.kind),
-                slot: kind_weights.slot(&e.kind),
-                ts: e.ts,
-            })
-            .collect()
     }
 }
 
@@ -206,15 +182,7 @@ pub struct ItemTouch {
 impl InterestVector {
     /// Computes the vector from `events` at `now`. Any order gives the same vector, but
     /// [`ItemTouch::events_since`] counts in slice order: callers keep histories oldest first.
-    pub fn build(events: &[Event], catalog: &Catalog, params: &ProfileParams<'_>, now: DateTime<Utc>) -> Self {
-        Self::build_from(&Touch::of(events, catalog, params.kind_weights), events, catalog, params, now)
-    }
-
-    /// [`InterestVector::build`] from touches made earlier of the same `events` with the same
-    /// kind weights (`params.kind_weights` is not read). An item the catalog did not know when
-    /// the touches were made is looked up again.
-    pub fn build_from(touches: &[Touch], events: &[Event], catalog: &Catalog, params: &ProfileParams<'_>, now: DateTime<Utc>) -> Self {
-        debug_assert_eq!(touches.len(), events.len());
+    pub fn build<E: HistoryEvent>(events: &[E], catalog: &Catalog, params: &ProfileParams<'_>, now: DateTime<Utc>) -> Self {
         let mut index: IdxMap<Feature, usize> = IdxMap::default();
         let mut features = Vec::new();
         let mut contributions: Vec<(usize, f64, usize)> = Vec::new();
@@ -224,21 +192,26 @@ impl InterestVector {
         let mut recent_at: IdxMap<ItemIdx, u32> = IdxMap::default();
         let mut kind_sums: Vec<f32> = Vec::new();
         let mut counted: u32 = 0;
-        for (n, t) in touches.iter().enumerate() {
-            let age = age_secs(now, t.ts);
-            if age < 0.0 || age > params.horizon_secs || t.weight == 0.0 {
+        for (n, e) in events.iter().enumerate() {
+            let ts = e.ts();
+            let age = age_secs(now, ts);
+            if age < 0.0 || age > params.horizon_secs {
                 continue;
             }
-            let item = t.item.or_else(|| events[n].item_id.as_deref().and_then(|id| catalog.idx(id)));
-            let Some(item) = item else { continue };
+            let kind = e.kind(catalog);
+            let weight = params.kind_weights.weight(kind);
+            if weight == 0.0 {
+                continue;
+            }
+            let Some(item) = e.item(catalog) else { continue };
             let d = params.decay.weight(age);
-            let c = t.weight * d;
+            let c = weight * d;
             level += c;
             let at = *recent_at.entry(item).or_insert_with(|| {
                 recent.push(ItemTouch {
                     item,
-                    first: t.ts,
-                    last: t.ts,
+                    first: ts,
+                    last: ts,
                     weight: 0.0,
                     touches: 0,
                     touches_last_hour: 0,
@@ -250,9 +223,9 @@ impl InterestVector {
                 (recent.len() - 1) as u32
             });
             let r = &mut recent[at as usize];
-            r.first = r.first.min(t.ts);
-            if t.ts >= r.last {
-                r.last = t.ts;
+            r.first = r.first.min(ts);
+            if ts >= r.last {
+                r.last = ts;
                 // Until the end of the loop: the count of events counted so far.
                 r.events_since = counted;
             }
@@ -260,7 +233,7 @@ impl InterestVector {
             r.touches += 1;
             r.touches_last_hour += u32::from(age <= 3600.0);
             counted += 1;
-            if let Some(slot) = t.slot.map(usize::from).filter(|&s| s < slots) {
+            if let Some(slot) = params.kind_weights.slot(kind).map(usize::from).filter(|&s| s < slots) {
                 r.kinds |= 1 << slot;
                 kind_sums[r.kinds_at as usize + slot] += d as f32;
             }
@@ -304,8 +277,8 @@ impl InterestVector {
 
     /// The events that contributed most to a feature, largest first. `events` must be the
     /// slice the vector was built from.
-    pub fn evidence(&self, f: Feature, events: &[Event]) -> Vec<Evidence> {
-        self.contributions(f).map(|(c, n)| Evidence::of(&events[n], c)).collect()
+    pub fn evidence<E: HistoryEvent>(&self, f: Feature, events: &[E], catalog: &Catalog) -> Vec<Evidence> {
+        self.contributions(f).map(|(c, n)| Evidence::of(&events[n], catalog, c)).collect()
     }
 
     /// What [`InterestVector::evidence`] shows, as (contribution, index of the event in the

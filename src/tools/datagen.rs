@@ -62,7 +62,7 @@ pub fn make_item(n: u64, rng: &mut SmallRng) -> Item {
     }
 }
 
-fn make_history(u: u64, opts: &DatagenOptions, rng: &mut SmallRng) -> (User, Vec<Event>) {
+pub fn make_history(u: u64, opts: &DatagenOptions, rng: &mut SmallRng) -> (User, Vec<Event>) {
     let leaves = (TOPS.len() * MIDS * LEAVES) as u64;
     let per_leaf = (opts.items / leaves).max(1);
     let favourites: Vec<u64> = (0..rng.random_range(1..=3)).map(|_| rng.random_range(0..leaves)).collect();

@@ -15,6 +15,9 @@
 //! `push_response`), refused at load when they do not fit this build.
 
 use chrono::{DateTime, Datelike, TimeDelta, Utc, Weekday};
+
+use crate::rank::catalog::Catalog;
+use crate::rank::history::HistoryEvent;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -126,18 +129,19 @@ pub struct RecentLog {
 }
 
 impl RecentLog {
-    /// Reads `history` (in time order) up to `now`, for a push of `item_id`.
-    pub fn of(history: &[crate::domain::Event], item_id: Option<&str>, now: DateTime<Utc>) -> RecentLog {
-        let past = &history[..history.partition_point(|e| e.ts <= now)];
+    /// Reads `history` (in time order, named through `catalog`) up to `now`, for a push of
+    /// `item_id`.
+    pub fn of<E: HistoryEvent>(history: &[E], catalog: &Catalog, item_id: Option<&str>, now: DateTime<Utc>) -> RecentLog {
+        let past = &history[..history.partition_point(|e| e.ts() <= now)];
         let last = past.last();
         let day_start = now - TimeDelta::hours(24);
-        let touches = || past.iter().filter(|e| item_id.is_some() && e.item_id.as_deref() == item_id);
+        let names_item = |e: &&E| item_id.is_some() && e.item_id(catalog) == item_id;
         RecentLog {
-            last_active: last.map(|e| e.ts),
-            mobile: last.is_some_and(|e| e.context.device == Some(crate::domain::Device::Mobile)),
-            last_day: past.iter().rev().take_while(|e| e.ts > day_start).map(|e| e.ts).collect(),
-            item_last_touch: past.iter().rev().find(|e| item_id.is_some() && e.item_id.as_deref() == item_id).map(|e| e.ts),
-            item_touches: u32::try_from(touches().count()).unwrap_or(u32::MAX),
+            last_active: last.map(HistoryEvent::ts),
+            mobile: last.is_some_and(|e| e.device() == Some(crate::domain::Device::Mobile)),
+            last_day: past.iter().rev().map(HistoryEvent::ts).take_while(|ts| *ts > day_start).collect(),
+            item_last_touch: past.iter().rev().find(names_item).map(HistoryEvent::ts),
+            item_touches: u32::try_from(past.iter().filter(names_item).count()).unwrap_or(u32::MAX),
         }
     }
 

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::config::{days, hours};
 use super::histogram::{ActivityHistogram, decay_factor};
 use super::{FeedbackKind, FrequencyConfig, initial_frequency};
+use crate::rank::history::HistoryEvent;
 
 /// Most pushes kept in [`PushState::recent_pushes`]; older ones are dropped first.
 const MAX_RECENT_PUSHES: usize = 64;
@@ -263,10 +264,10 @@ impl PushState {
     /// Brings the state up to `now` before a decision: the activity of the events of
     /// `history` (in time order) newer than the histogram's reference time, and the pushes
     /// whose ignore window has passed (see [`PushState::sweep_ignored`]).
-    pub fn catch_up(&mut self, history: &[crate::domain::Event], tz: Tz, now: DateTime<Utc>, cfg: &FrequencyConfig, never_fetched: &dyn Fn(&str) -> bool) {
+    pub fn catch_up<E: HistoryEvent>(&mut self, history: &[E], tz: Tz, now: DateTime<Utc>, cfg: &FrequencyConfig, never_fetched: &dyn Fn(&str) -> bool) {
         let seen_until = self.activity.as_of();
-        for e in history.iter().filter(|e| seen_until.is_none_or(|t| e.ts > t) && e.ts <= now) {
-            self.observe_activity(e.ts, tz, cfg);
+        for ts in history.iter().map(HistoryEvent::ts).filter(|ts| seen_until.is_none_or(|t| *ts > t) && *ts <= now) {
+            self.observe_activity(ts, tz, cfg);
         }
         self.sweep_ignored(now, cfg, never_fetched);
     }

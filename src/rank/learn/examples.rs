@@ -74,7 +74,7 @@ impl Replay<'_> {
         let table = match self.setup.sequence {
             None => scorer.candidates(&req, &profile, history, e.ts, true).table,
             Some(model) => {
-                let state = model.encode(history, zone_of).map(|enc| model.state(&enc, e.ts, Moment::at(e.ts, zone_of(e), e.context.device)));
+                let state = model.encode(history, &self.catalog, zone_of).map(|enc| model.state(&enc, e.ts, Moment::at(e.ts, zone_of(e), e.context.device)));
                 let q = state.as_deref().map(|state| SeqQuery { model, state, pool: self.sequence_pool });
                 scorer.candidates_with(&req, &profile, history, e.ts, true, q.as_ref(), true).table
             }

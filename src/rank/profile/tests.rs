@@ -1,6 +1,7 @@
 use super::*;
 use crate::rank::catalog::tests::item;
-use crate::domain::{EventContext, EventProps};
+use crate::domain::{Event, EventContext, EventProps};
+use crate::rank::history::Packed;
 use chrono::Duration;
 
 
@@ -37,25 +38,33 @@ fn every_ancestor_category_the_brand_and_the_item_get_the_decayed_kind_weight() 
     }
     assert!((v.weight(Feature::Brand(catalog.brand_idx("acme").unwrap())) - 1.5).abs() < 1e-9);
     assert!((v.level() - 1.5).abs() < 1e-9);
-    assert_eq!(v.evidence(Feature::Item(p1), &events)[0].kind, "cart");
+    assert_eq!(v.evidence(Feature::Item(p1), &events, &catalog)[0].kind, "cart");
 }
 
 #[test]
-fn touches_made_before_the_catalog_knew_an_item_give_the_same_vector() {
-    let mut catalog = Catalog::from_items([item("p1", "toys", None)]);
-    let now = Utc::now();
+fn a_packed_history_gives_the_vector_and_evidence_of_its_events() {
+    let mut catalog = Catalog::from_items([item("p1", "toys", None), item("p2", "garden/tools", Some("acme"))]);
+    // Packed events keep microseconds, as the stores do.
+    let now = DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap();
     let decay = Decay::Exponential { half_life_hours: 1.0 };
     let w = weights();
     let params = ProfileParams { decay: &decay, kind_weights: &w, horizon_secs: 86_400.0 };
-    let events = [ev("p1", "view", now - Duration::hours(2)), ev("p2", "cart", now - Duration::hours(1))];
-    let touches = Touch::of(&events, &catalog, &w);
-    assert_eq!(touches[1].item, None, "p2 is not in the catalog yet");
-    catalog.upsert(item("p2", "garden/tools", Some("acme")));
-    let from_touches = InterestVector::build_from(&touches, &events, &catalog, &params, now);
-    let fresh = InterestVector::build(&events, &catalog, &params, now);
-    assert_eq!(from_touches.top(10), fresh.top(10));
-    assert!(from_touches.weight(Feature::Item(catalog.idx("p2").unwrap())) > 0.0);
-    assert_eq!(from_touches.level(), fresh.level());
+    let h = Duration::hours;
+    let events = [ev("p1", "view", now - h(2)), ev("p2", "cart", now - h(1)), ev("p1", "dismiss", now - h(1)), ev("p2", "view", now)];
+    let packed: Vec<Packed> = events
+        .iter()
+        .map(|e| {
+            let kind = catalog.intern_kind(&e.kind);
+            Packed::new(e, e.item(&catalog), kind)
+        })
+        .collect();
+    let (full, compact) = (InterestVector::build(&events, &catalog, &params, now), InterestVector::build(&packed, &catalog, &params, now));
+    assert_eq!(full.top(10), compact.top(10));
+    assert_eq!(full.level(), compact.level());
+    assert_eq!(full.recent_items(), compact.recent_items());
+    let p2 = Feature::Item(catalog.idx("p2").unwrap());
+    assert_eq!(full.evidence(p2, &events, &catalog), compact.evidence(p2, &packed, &catalog));
+    assert_eq!(compact.evidence(p2, &packed, &catalog)[0].item_id, "p2");
 }
 
 #[test]
@@ -77,7 +86,7 @@ fn evidence_is_the_three_largest_positive_contributions_largest_first() {
     ];
     let v = InterestVector::build(&events, &catalog, &params, now);
     let shown: Vec<(String, f64)> =
-        v.evidence(Feature::Item(catalog.idx("p1").unwrap()), &events).into_iter().map(|e| (e.kind, e.contribution)).collect();
+        v.evidence(Feature::Item(catalog.idx("p1").unwrap()), &events, &catalog).into_iter().map(|e| (e.kind, e.contribution)).collect();
     assert_eq!(shown, vec![("cart".to_string(), 1.5), ("view".to_string(), 1.0), ("cart".to_string(), 0.75)]);
 }
 

@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::domain::Event;
+use crate::rank::history::HistoryEvent;
 use crate::rank::catalog::{CatIdx, Catalog, IdxMap, IdxSet, ItemIdx};
 use crate::rank::context::{ContextKey, ContextModel, RequestContext};
 use crate::rank::decay::{Decay, age_secs};
@@ -265,18 +265,18 @@ pub struct Candidates {
 impl Scorer<'_> {
     /// Gathers the candidates of `req` and computes their table (with feature rows when
     /// `with_rows`). `history` is the user's events, `profile` their vector at `now`.
-    pub fn candidates(&self, req: &Request<'_>, profile: &InterestVector, history: &[Event], now: DateTime<Utc>, with_rows: bool) -> Candidates {
+    pub fn candidates<E: HistoryEvent>(&self, req: &Request<'_>, profile: &InterestVector, history: &[E], now: DateTime<Utc>, with_rows: bool) -> Candidates {
         self.candidates_with(req, profile, history, now, with_rows, None, false)
     }
 
     /// [`Scorer::candidates`], with the sequence model's nearest items added to the pool
     /// (when `seq`), and its score as the rows' last column (when `column`; 0 without `seq`).
     #[allow(clippy::too_many_arguments)]
-    pub fn candidates_with(
+    pub fn candidates_with<E: HistoryEvent>(
         &self,
         req: &Request<'_>,
         profile: &InterestVector,
-        history: &[Event],
+        history: &[E],
         now: DateTime<Utc>,
         with_rows: bool,
         seq: Option<&SeqQuery<'_>>,
@@ -311,13 +311,13 @@ impl Scorer<'_> {
     }
 
     /// Ranks items for one user: by the model when there is one, else by the hand-set blend.
-    pub fn rank(&self, req: &Request<'_>, profile: &InterestVector, history: &[Event], now: DateTime<Utc>) -> Ranking {
+    pub fn rank<E: HistoryEvent>(&self, req: &Request<'_>, profile: &InterestVector, history: &[E], now: DateTime<Utc>) -> Ranking {
         self.rank_with(req, profile, history, now, None)
     }
 
     /// [`Scorer::rank`] with the sequence model's part: its nearest items join the candidates,
     /// and a ranker trained with its score reads it.
-    pub fn rank_with(&self, req: &Request<'_>, profile: &InterestVector, history: &[Event], now: DateTime<Utc>, seq: Option<&SeqQuery<'_>>) -> Ranking {
+    pub fn rank_with<E: HistoryEvent>(&self, req: &Request<'_>, profile: &InterestVector, history: &[E], now: DateTime<Utc>, seq: Option<&SeqQuery<'_>>) -> Ranking {
         let column = self.model.is_some_and(|m| features::wants_sequence(m.features()));
         let c = self.candidates_with(req, profile, history, now, self.model.is_some(), seq, column);
         let t = &c.table;
@@ -362,7 +362,7 @@ impl Scorer<'_> {
         Ranking { items, cold_start: profile.is_empty(), model: self.model.map(|m| m.version), sequence_model: seq.map(|q| q.model.version) }
     }
 
-    fn reasons(&self, c: &Candidates, n: usize, profile: &InterestVector, history: &[Event]) -> Reasons {
+    fn reasons<E: HistoryEvent>(&self, c: &Candidates, n: usize, profile: &InterestVector, history: &[E]) -> Reasons {
         let (catalog, cfg) = (self.catalog, self.cfg);
         let item = c.table.items[n];
         let p: Parts = c.table.parts[n];
@@ -378,12 +378,12 @@ impl Scorer<'_> {
         // The heaviest events behind those features (an event counts once, though it added to
         // its item, categories and brand), copied out only for the three shown.
         let mut top: Vec<(f64, usize)> = features.iter().flat_map(|f| profile.contributions(*f)).collect();
-        top.sort_by(|a, b| b.0.total_cmp(&a.0).then(history[b.1].ts.cmp(&history[a.1].ts)));
+        top.sort_by(|a, b| b.0.total_cmp(&a.0).then(history[b.1].ts().cmp(&history[a.1].ts())));
         top.dedup_by(|a, b| {
             let (a, b) = (&history[a.1], &history[b.1]);
-            a.item_id == b.item_id && a.ts == b.ts && a.kind == b.kind
+            a.item_id(catalog) == b.item_id(catalog) && a.ts() == b.ts() && a.kind(catalog) == b.kind(catalog)
         });
-        let events: Vec<Evidence> = top.into_iter().take(3).map(|(c, n)| Evidence::of(&history[n], c)).collect();
+        let events: Vec<Evidence> = top.into_iter().take(3).map(|(c, n)| Evidence::of(&history[n], catalog, c)).collect();
         let path = catalog.categories(item);
         let context_lifts = if path.is_empty() {
             Vec::new()
@@ -424,15 +424,15 @@ impl Scorer<'_> {
     }
 }
 
-fn recently_bought(history: &[Event], catalog: &Catalog, cfg: &ScoringConfig, now: DateTime<Utc>) -> IdxSet<ItemIdx> {
+fn recently_bought<E: HistoryEvent>(history: &[E], catalog: &Catalog, cfg: &ScoringConfig, now: DateTime<Utc>) -> IdxSet<ItemIdx> {
     if cfg.purchased_filter_days <= 0.0 {
         return IdxSet::default();
     }
     let window = cfg.purchased_filter_days * 86_400.0;
     history
         .iter()
-        .filter(|e| cfg.purchase_kinds.contains(&e.kind))
-        .filter(|e| (0.0..=window).contains(&age_secs(now, e.ts)))
-        .filter_map(|e| e.item_id.as_deref().and_then(|id| catalog.idx(id)))
+        .filter(|e| cfg.purchase_kinds.iter().any(|k| k == e.kind(catalog)))
+        .filter(|e| (0.0..=window).contains(&age_secs(now, e.ts())))
+        .filter_map(|e| e.item(catalog))
         .collect()
 }

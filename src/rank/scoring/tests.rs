@@ -1,6 +1,6 @@
 use super::*;
 use crate::rank::context::event_keys;
-use crate::domain::{Device, EventContext, EventProps, Item};
+use crate::domain::{Device, Event, EventContext, EventProps, Item};
 use crate::rank::profile::ProfileParams;
 use crate::rank::stats::Observation;
 use chrono::{Duration, TimeZone};

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use super::net::{Batch, Dims, Net};
 use super::tokens::{FIRST_ITEM, Moment, OOV, Token, Vocab, bucket};
-use crate::domain::Event;
+use crate::rank::catalog::Catalog;
+use crate::rank::history::HistoryEvent;
 
 /// The format tag this build reads and writes.
 pub const FORMAT: &str = "kairos-sequence/1";
@@ -196,11 +197,11 @@ impl SequenceModel {
 
     /// Encodes the user's last `max_len` events (`history` in time order; events without an
     /// item are skipped). `None` for a history with no event the model can read.
-    pub fn encode(&self, history: &[Event], zone: &dyn Fn(&Event) -> i32) -> Option<Encoded> {
-        let refs: Vec<&Event> = history.iter().filter(|e| e.item_id.is_some()).collect();
+    pub fn encode<E: HistoryEvent>(&self, history: &[E], catalog: &Catalog, zone: &dyn Fn(&E) -> i32) -> Option<Encoded> {
+        let refs: Vec<&E> = history.iter().filter(|e| e.item_id(catalog).is_some()).collect();
         let start = refs.len().saturating_sub(self.net.dims.max_len);
-        let tokens = self.vocab.tokens(&refs[start..], zone);
-        let prev = start.checked_sub(1).map(|i| refs[i].ts.timestamp());
+        let tokens = self.vocab.tokens(&refs[start..], catalog, zone);
+        let prev = start.checked_sub(1).map(|i| refs[i].ts().timestamp());
         self.encode_tokens(&tokens, prev)
     }
 

@@ -10,6 +10,7 @@ use super::train::{fit, windows_of};
 use super::*;
 use super::model::SequenceParams;
 use crate::domain::{Event, EventContext, EventProps};
+use crate::rank::catalog::Catalog;
 
 fn ev(user: &str, item: &str, kind: &str, ts: DateTime<Utc>) -> Event {
     Event {
@@ -143,7 +144,7 @@ fn trained(events: &[Event], cfg: &SequenceConfig, previous: Option<&SequenceMod
 
 fn top_after(model: &SequenceModel, history: &[&str]) -> String {
     let events: Vec<Event> = history.iter().enumerate().map(|(n, i)| ev("q", i, "view", t0() + TimeDelta::minutes(n as i64 * 5))).collect();
-    let enc = model.encode(&events, &utc).unwrap();
+    let enc = model.encode(&events, &Catalog::new(), &utc).unwrap();
     let now = events.last().unwrap().ts + TimeDelta::minutes(5);
     let state = model.state(&enc, now, Moment::at(now, 0, None));
     model.nearest(&state, 1)[0].0.to_string()
@@ -169,7 +170,7 @@ fn training_and_inference_are_deterministic_and_survive_the_stored_form() {
     assert_eq!(loaded.version, 7);
     let history: Vec<Event> = log.iter().filter(|e| e.user_id == "u1").cloned().collect();
     let now = history.last().unwrap().ts + TimeDelta::hours(1);
-    let (e1, e2) = (a.encode(&history, &utc).unwrap(), loaded.encode(&history, &utc).unwrap());
+    let (e1, e2) = (a.encode(&history, &Catalog::new(), &utc).unwrap(), loaded.encode(&history, &Catalog::new(), &utc).unwrap());
     assert_eq!(e1, e2);
     let m = Moment::at(now, 0, None);
     assert_eq!(a.state(&e1, now, m), loaded.state(&e2, now, m));
@@ -183,7 +184,7 @@ fn the_served_state_is_the_one_training_computes() {
     let log = planted_log(20, 5);
     let (model, _) = trained(&log, &SequenceConfig { epochs: 1, ..small_cfg() }, None);
     let history: Vec<&Event> = log.iter().filter(|e| e.user_id == "u2").take(7).collect();
-    let tokens = model.vocab.tokens(&history, &utc);
+    let tokens = model.vocab.tokens(&history, &Catalog::new(), &utc);
     let now = t0() + TimeDelta::days(2);
     let query = Token { item: 0, kind: 0, ts: now.timestamp(), moment: Moment::at(now, 0, None) };
     let mut next = tokens[1..].to_vec();
@@ -192,7 +193,7 @@ fn the_served_state_is_the_one_training_computes() {
     fill(&mut x, 0, &tokens, None, Some(&next));
     let graph: Vec<f32> = model.net.states(&x).unwrap().narrow(1, tokens.len() - 1, 1).unwrap().flatten_all().unwrap().to_vec1().unwrap();
     let owned: Vec<Event> = history.into_iter().cloned().collect();
-    let served = model.state(&model.encode(&owned, &utc).unwrap(), now, query.moment);
+    let served = model.state(&model.encode(&owned, &Catalog::new(), &utc).unwrap(), now, query.moment);
     for (a, b) in graph.iter().zip(&served) {
         assert!((a - b).abs() < 1e-4, "{graph:?} vs {served:?}");
     }
@@ -278,7 +279,6 @@ fn buckets_grow_with_the_interval_and_stay_in_range() {
 #[test]
 fn ranking_with_the_model_adds_its_nearest_items_and_a_ranker_reads_its_score() {
     use crate::domain::Item;
-    use crate::rank::catalog::Catalog;
     use crate::rank::context::RequestContext;
     use crate::rank::decay::Decay;
     use crate::rank::features;
@@ -298,7 +298,7 @@ fn ranking_with_the_model_adds_its_nearest_items_and_a_ranker_reads_its_score() 
     let history = vec![ev("q", "n5", "view", t0()), ev("q", "A", "view", t0() + TimeDelta::minutes(5))];
     let decay = Decay::default();
     let profile = InterestVector::build(&history, &catalog, &ProfileParams { decay: &decay, kind_weights: &kinds, horizon_secs: 86_400.0 * 14.0 }, now);
-    let enc = model.encode(&history, &utc).unwrap();
+    let enc = model.encode(&history, &Catalog::new(), &utc).unwrap();
     let state = model.state(&enc, now, Moment::at(now, 0, None));
     let q = SeqQuery { model: &model, state: &state, pool: 5 };
     let none = std::collections::HashSet::new();

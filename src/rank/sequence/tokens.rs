@@ -4,7 +4,8 @@
 use chrono::{DateTime, Datelike, FixedOffset, Timelike, Utc};
 
 use crate::domain::{Device, Event};
-use crate::rank::catalog::StrMap;
+use crate::rank::catalog::{Catalog, StrMap};
+use crate::rank::history::HistoryEvent;
 
 /// Item id of padding.
 pub const PAD: u32 = 0;
@@ -92,13 +93,15 @@ impl Vocab {
         self.item_row.len() == self.items.len()
     }
 
-    /// The tokens of `events` (in the order given; events without an item are skipped).
-    pub fn tokens(&self, events: &[&Event], zone: &dyn Fn(&Event) -> i32) -> Vec<Token> {
+    /// The tokens of `events` (in the order given; events without an item are skipped), named
+    /// through `catalog` (full events name themselves: any catalogue will do).
+    pub fn tokens<E: HistoryEvent>(&self, events: &[&E], catalog: &Catalog, zone: &dyn Fn(&E) -> i32) -> Vec<Token> {
         events
             .iter()
             .filter_map(|e| {
-                let id = e.item_id.as_deref()?;
-                Some(Token { item: self.item(id), kind: self.kind(&e.kind), ts: e.ts.timestamp(), moment: Moment::at(e.ts, zone(e), e.context.device) })
+                let id = e.item_id(catalog)?;
+                let ts = e.ts();
+                Some(Token { item: self.item(id), kind: self.kind(e.kind(catalog)), ts: ts.timestamp(), moment: Moment::at(ts, zone(e), e.device()) })
             })
             .collect()
     }

@@ -21,7 +21,7 @@ use super::model::{SequenceModel, fill, learnable};
 use super::net::{Batch, Dims, Net};
 use super::tokens::{FIRST_ITEM, Token, Vocab, vocab_of};
 use crate::domain::Event;
-use crate::rank::catalog::StrMap;
+use crate::rank::catalog::{Catalog, StrMap};
 
 /// What a training measured (stored with the model).
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -76,8 +76,10 @@ pub fn train(
     let mut users: Vec<(&str, Vec<&Event>)> = by_user.into_iter().collect();
     users.sort_by(|a, b| a.0.cmp(b.0));
     let mut windows = Vec::new();
+    // Full events name their items and kinds themselves: no catalogue is read.
+    let names = Catalog::new();
     for (_, evs) in &users {
-        windows.extend(windows_of(&vocab.tokens(evs, zone), cfg.max_len));
+        windows.extend(windows_of(&vocab.tokens(evs, &names, zone), cfg.max_len));
     }
     let targets: usize = windows.iter().map(|w| w.next.iter().filter(|t| learnable(t)).count()).sum();
     if targets < cfg.min_targets || vocab.items.is_empty() {

@@ -15,7 +15,8 @@ pub struct StatsConfig {
     pub cooccurrence_window_minutes: f64,
     /// Co-occurring items kept per item (the top by recency-weighted count).
     pub max_neighbours: usize,
-    /// Items kept per popularity segment (global, each context key, category, brand).
+    /// Items kept per context popularity segment (device, hour band, day type, country); the
+    /// global, category and brand segments read one series per item, bounded by the catalogue.
     pub max_items_per_segment: usize,
     /// Recent items remembered per user, to pair with the next ones.
     pub max_recent_per_user: usize,

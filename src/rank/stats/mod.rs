@@ -16,10 +16,18 @@
 //! ## Bounded memory
 //!
 //! - Buckets older than `stats.horizon_hours` are dropped (and ignored by queries even
-//!   before they are dropped).
-//! - Each popularity segment keeps at most `max_items_per_segment` items, each item at most
-//!   `max_neighbours` co-occurring items, each user at most `max_recent_per_user` recent items
-//!   (and only those inside the co-occurrence window).
+//!   before they are dropped). Buckets older than two days are merged into one per day at
+//!   their weighted mean ([`Resolution`]): a series holds at most 48 hourly buckets and one
+//!   per older day.
+//! - An item's popularity over every event is one series, read by the global segment and by
+//!   each category and brand segment the item was observed in (the item counts the same in
+//!   all of them): those segments are bounded by the catalogue, one series per item. Each
+//!   context segment (device, hour band, day type, country) keeps its own series for at most
+//!   `max_items_per_segment` items.
+//! - Each item keeps at most `max_neighbours` co-occurring items, each user at most
+//!   `max_recent_per_user` recent items (and only those inside the co-occurrence window:
+//!   users idle for longer are forgotten at the next bucket). Item-kNN has its own caps
+//!   (see [`ItemKnn`]).
 //! - Pruning runs by itself whenever an observation opens a new bucket, so memory is bounded
 //!   by the number of distinct keys active in one horizon, whatever the length of the log;
 //!   between two buckets a segment or source that reaches twice its cap is trimmed to the cap
@@ -43,7 +51,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::rank::buckets::{DecayTable, Series, trim, trim_keys};
+use crate::rank::buckets::{DecayTable, Resolution, Series, trim, trim_keys};
 use crate::rank::catalog::{BrandIdx, CatIdx, Catalog, IdxMap, IdxSet, ItemIdx, StrMap};
 use crate::rank::context::{ContextCounts, ContextKey, ContextLifts, ContextView};
 use crate::rank::decay::Decay;
@@ -115,7 +123,16 @@ pub struct Stats {
     cfg: StatsConfig,
     width: i64,
     horizon_buckets: i64,
+    /// Per item (by index), its popularity over every event on it: the global segment's,
+    /// and each category's and brand's it was observed in (an item counts the same in all of
+    /// them, so it is kept once).
+    items: Vec<Series>,
+    /// The items observed in each category and brand segment.
+    members: IdxMap<Segment, IdxSet<ItemIdx>>,
+    /// Per context segment, its items' popularity (events with that context only).
     pop: IdxMap<Segment, IdxMap<ItemIdx, Series>>,
+    /// How finely series keep their past (see [`Resolution`]).
+    res: Resolution,
     /// Popularity of each event's leaf category.
     leaf_pop: IdxMap<CatIdx, Series>,
     cooc: IdxMap<ItemIdx, IdxMap<ItemIdx, Series>>,
@@ -150,7 +167,10 @@ impl Stats {
             cfg,
             width,
             horizon_buckets,
+            items: Vec::new(),
+            members: IdxMap::default(),
             pop: IdxMap::default(),
+            res: Resolution::for_width(width),
             leaf_pop: IdxMap::default(),
             cooc: IdxMap::default(),
             recent: StrMap::default(),
@@ -211,26 +231,26 @@ impl Stats {
         let (now_bucket, hb) = (i64::from(bucket), self.horizon_buckets);
         let oldest = now_bucket - hb;
         let cap_items = self.cfg.max_items_per_segment.max(1);
-        let mut add_pop = |seg: Segment| {
+        let res = self.res;
+        let at = o.item.0 as usize;
+        if self.items.len() <= at {
+            self.items.resize_with(at + 1, Series::default);
+        }
+        self.items[at].add_at(bucket, w, res);
+        for seg in o.categories.iter().map(|&c| Segment::Category(c)).chain(o.brand.map(Segment::Brand)) {
+            self.members.entry(seg).or_default().insert(o.item);
+        }
+        for &k in o.context {
+            let seg = Segment::Context(k);
             let items = self.pop.entry(seg).or_default();
-            items.entry(o.item).or_default().add(bucket, w);
+            items.entry(o.item).or_default().add_at(bucket, w, res);
             if items.len() > 2 * cap_items {
                 trim(items, oldest, cap_items, now_bucket, hb);
             }
             self.dirty_segments.insert(seg);
-        };
-        add_pop(Segment::Global);
-        for &k in o.context {
-            add_pop(Segment::Context(k));
-        }
-        for &c in o.categories {
-            add_pop(Segment::Category(c));
-        }
-        if let Some(b) = o.brand {
-            add_pop(Segment::Brand(b));
         }
         if let Some(&leaf) = o.categories.last() {
-            self.leaf_pop.entry(leaf).or_default().add(bucket, w);
+            self.leaf_pop.entry(leaf).or_default().add_at(bucket, w, res);
         }
 
         self.context.observe(o.categories, o.context, w, o.ts);
@@ -256,7 +276,7 @@ impl Stats {
             let pw = (w * r.weight).sqrt();
             for (a, b) in [(o.item, r.item), (r.item, o.item)] {
                 let ns = self.cooc.entry(a).or_default();
-                ns.entry(b).or_default().add(bucket, pw);
+                ns.entry(b).or_default().add_at(bucket, pw, self.res);
                 // As in `observe`: a source past twice its cap is trimmed at once.
                 if ns.len() > 2 * cap {
                     trim(ns, now_bucket - hb, cap, now_bucket, hb);
@@ -282,17 +302,35 @@ impl Stats {
         let hb = self.horizon_buckets;
         let cap_items = self.cfg.max_items_per_segment.max(1);
         self.pop.retain(|_, items| !trim(items, oldest, cap_items, now_bucket, hb));
+        let mut emptied = false;
+        for s in &mut self.items {
+            emptied |= s.len() > 0 && s.prune(oldest);
+        }
+        if emptied {
+            let items = &self.items;
+            self.members.retain(|_, set| {
+                set.retain(|i| items[i.0 as usize].len() > 0);
+                !set.is_empty()
+            });
+        }
         self.leaf_pop.retain(|_, s| !s.prune(oldest));
         let cap_n = self.cfg.max_neighbours.max(1);
         self.cooc.retain(|_, ns| !trim(ns, oldest, cap_n, now_bucket, hb));
+        self.forget_past_window(now);
+        self.context.prune(now);
+        self.clear_caches();
+    }
+
+    /// Drops users' recent items older than the co-occurrence window (they pair with nothing
+    /// any more), and users left with none: at each new bucket, so that only the users active
+    /// within about a bucket and a window are remembered.
+    fn forget_past_window(&mut self, now: DateTime<Utc>) {
         let window = (self.cfg.cooccurrence_window_minutes * 60.0) as i64;
         let now_s = now.timestamp();
         self.recent.retain(|_, l| {
             l.retain(|r| now_s - r.ts <= window);
             !l.is_empty()
         });
-        self.context.prune(now);
-        self.clear_caches();
     }
 
     /// [`Stats::prune`] limited to the segments and co-occurrence sources written since the
@@ -304,6 +342,7 @@ impl Stats {
         let (segments, sources) = (std::mem::take(&mut self.dirty_segments), std::mem::take(&mut self.dirty_sources));
         trim_keys(&mut self.pop, segments, oldest, self.cfg.max_items_per_segment.max(1), now_bucket, hb);
         trim_keys(&mut self.cooc, sources, oldest, self.cfg.max_neighbours.max(1), now_bucket, hb);
+        self.forget_past_window(now);
         self.clear_caches();
     }
 
@@ -359,7 +398,11 @@ impl Stats {
 
     /// How much is held, for metrics and memory tests.
     pub fn sizes(&self) -> StatsSizes {
-        let mut s = StatsSizes { segments: self.pop.len(), users: self.recent.len(), ..Default::default() };
+        let mut s = StatsSizes { segments: 1 + self.members.len() + self.pop.len(), users: self.recent.len(), ..Default::default() };
+        for series in &self.items {
+            s.segment_items += usize::from(series.len() > 0);
+            s.buckets += series.len();
+        }
         for items in self.pop.values() {
             s.segment_items += items.len();
             s.buckets += items.values().map(|x| x.len()).sum::<usize>();

@@ -89,7 +89,14 @@ impl StatsView<'_> {
 
     /// Decayed popularity of `item` in `segment` (0 if not tracked).
     pub fn popularity(&self, segment: Segment, item: ItemIdx) -> f64 {
-        self.stats.pop.get(&segment).and_then(|m| m.get(&item)).map_or(0.0, |s| s.sum(&self.table))
+        let series = match segment {
+            Segment::Global => self.stats.items.get(item.0 as usize),
+            Segment::Category(_) | Segment::Brand(_) => {
+                self.stats.members.get(&segment).filter(|m| m.contains(&item)).and_then(|_| self.stats.items.get(item.0 as usize))
+            }
+            Segment::Context(_) => self.stats.pop.get(&segment).and_then(|m| m.get(&item)),
+        };
+        series.map_or(0.0, |s| s.sum(&self.table))
     }
 
     /// Decayed popularity of a leaf category.
@@ -157,8 +164,17 @@ impl StatsView<'_> {
     }
 
     fn segment_scores(&self, segment: Segment) -> Vec<(u32, f64)> {
-        let Some(items) = self.stats.pop.get(&segment) else { return Vec::new() };
-        items.iter().map(|(i, s)| (i.0, s.sum(&self.table))).filter(|&(_, s)| s > 0.0).collect()
+        let positive = |(i, s): (u32, f64)| (s > 0.0).then_some((i, s));
+        let items = &self.stats.items;
+        match segment {
+            Segment::Global => items.iter().enumerate().filter_map(|(i, s)| positive((i as u32, s.sum(&self.table)))).collect(),
+            Segment::Category(_) | Segment::Brand(_) => self.stats.members.get(&segment).map_or_else(Vec::new, |m| {
+                m.iter().filter_map(|i| positive((i.0, items[i.0 as usize].sum(&self.table)))).collect()
+            }),
+            Segment::Context(_) => self.stats.pop.get(&segment).map_or_else(Vec::new, |m| {
+                m.iter().filter_map(|(i, s)| positive((i.0, s.sum(&self.table)))).collect()
+            }),
+        }
     }
 
     /// The scores of `key`: cached ones computed at most `cache_ttl_secs` before `now` (never

@@ -279,7 +279,7 @@ impl Replayer<'_> {
     fn sequence_state(&self, user: usize, now: DateTime<Utc>) -> Option<(&crate::rank::sequence::SequenceModel, Vec<f32>)> {
         let model = self.schedule.sequence.model_at(now)?;
         let zone = |_: &Event| LOCAL_UTC_OFFSET_SECS;
-        let enc = model.encode(&self.histories[user], &zone)?;
+        let enc = model.encode(&self.histories[user], &self.catalog, &zone)?;
         Some((model, model.state(&enc, now, crate::rank::sequence::Moment::at(now, LOCAL_UTC_OFFSET_SECS, None))))
     }
 

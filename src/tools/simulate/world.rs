@@ -318,7 +318,7 @@ impl Sim<'_> {
             population: &replay.population,
             model: world.response.as_ref(),
             fallback: Some(world.response_note.as_deref().unwrap_or("no push-response model trained yet")),
-            recent: RecentLog::of(&replay.histories[user], best.as_ref().map(|b| b.item_id.as_str()), now),
+            recent: RecentLog::of(&replay.histories[user], &replay.catalog, best.as_ref().map(|b| b.item_id.as_str()), now),
             draw: crate::push::frequency::exploration_draw(user_id, now),
         };
         // The learned arm explores more while it gathers its training data.

@@ -124,7 +124,7 @@ fn the_recent_log_reads_only_the_past_the_last_day_and_the_pushed_item() {
         event(1, "b", Some(Device::Mobile)),
         event(-2, "a", Some(Device::Desktop)),
     ];
-    let log = RecentLog::of(&history, Some("a"), t0);
+    let log = RecentLog::of(&history, &crate::rank::catalog::Catalog::new(), Some("a"), t0);
     assert_eq!(log.last_active, Some(t0 - TimeDelta::hours(1)));
     assert!(log.mobile, "the last event before now came from a phone");
     assert_eq!(log.item_touches, 2, "two past events name the item; the future one does not count");
@@ -132,9 +132,9 @@ fn the_recent_log_reads_only_the_past_the_last_day_and_the_pushed_item() {
     assert_eq!(log.events_before(t0), 3, "20 h, 5 h and 1 h ago are within the last day");
     // Later in the day, only what was known at `t0` and is still within 24 hours counts.
     assert_eq!(log.events_before(t0 + TimeDelta::hours(6)), 2);
-    let none = RecentLog::of(&history, None, t0);
+    let none = RecentLog::of(&history, &crate::rank::catalog::Catalog::new(), None, t0);
     assert_eq!((none.item_touches, none.item_last_touch), (0, None));
-    assert_eq!(RecentLog::of(&history, Some("a"), t0 - TimeDelta::hours(60)), RecentLog::default());
+    assert_eq!(RecentLog::of(&history, &crate::rank::catalog::Catalog::new(), Some("a"), t0 - TimeDelta::hours(60)), RecentLog::default());
 }
 
 #[test]
