@@ -233,11 +233,11 @@ fn bench_recommend(c: &mut Criterion) {
         // Cold start: no history, context-aware trending only.
         let cfg = shipped();
         let st = stats(&cat, cfg.stats.clone(), users, 20, 7);
-        let empty = InterestVector::build(&[], &cat, &ProfileParams { decay: &decay, kind_weights: &weights, horizon_secs: 1.0 }, now());
+        let empty = InterestVector::build::<Event>(&[], &cat, &ProfileParams { decay: &decay, kind_weights: &weights, horizon_secs: 1.0 }, now());
         g.bench_function(BenchmarkId::new("top10_cold_start", format!("{}k_items_warm", items / 1000)), |b| {
             b.iter(|| {
                 let req = Request { n: 10, context: ctx.clone(), exclude: &exclude };
-                Scorer { catalog: &cat, stats: &st, kinds: &weights, cfg: &cfg, model: None }.rank(&req, &empty, &[], now())
+                Scorer { catalog: &cat, stats: &st, kinds: &weights, cfg: &cfg, model: None }.rank::<Event>(&req, &empty, &[], now())
             })
         });
     }

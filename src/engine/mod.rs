@@ -57,6 +57,13 @@ const CATALOG_PAGE: i64 = 5_000;
 /// commit a little after a refresh has read past `t`).
 const CATALOG_OVERLAP: TimeDelta = TimeDelta::seconds(5);
 
+/// A user's packed events, oldest first, and the time zone their latest event's device named.
+#[derive(Clone, Default)]
+pub struct History {
+    pub events: Arc<[Packed]>,
+    pub event_zone: Option<Tz>,
+}
+
 /// What the engine keeps about one user between requests.
 #[derive(Clone)]
 pub struct UserView {
@@ -64,6 +71,8 @@ pub struct UserView {
     pub events: Arc<[Packed]>,
     /// The user's time zone when their settings are known.
     pub timezone: Option<Tz>,
+    /// The time zone their latest event's device named, if any.
+    pub event_zone: Option<Tz>,
     /// Items recently pushed to the user (or suppressed after a dismissal).
     pub pushed: Arc<HashSet<String>>,
 }
@@ -72,7 +81,7 @@ impl UserView {
     /// The user's time zone: their settings, else their latest event's device zone, else UTC.
     pub fn zone(&self) -> Tz {
         self.timezone
-            .or_else(|| self.events.iter().rev().find_map(HistoryEvent::zone))
+            .or(self.event_zone)
             .unwrap_or(chrono_tz::UTC)
     }
 }
@@ -248,7 +257,7 @@ impl Engine {
             let model = self.ranker(&tuning, &kinds);
             let scorer = Scorer { catalog: &catalog, stats: &stats, kinds: &kinds, cfg: &tuning.scoring, model: model.as_deref() };
             let seq = self.sequence_model(&tuning);
-            let state = seq.as_deref().and_then(|m| self.sequence_state(m, user_id, &view.events, &catalog, view.zone(), req.device, req.at));
+            let state = seq.as_deref().and_then(|m| self.sequence_state(m, user_id, &view.events, view.event_zone, &catalog, view.zone(), req.device, req.at));
             let q = seq.as_deref().zip(state.as_deref()).map(|(model, state)| SeqQuery { model, state, pool: tuning.sequence.candidates });
             scorer.rank_with(&request, &profile, &view.events, req.at, q.as_ref())
         };
@@ -289,10 +298,10 @@ impl Engine {
     /// The user's interest level and, when `rank(level)` says the decision will read it, the
     /// best item to push now (not in `blocked`), for the scheduler (the ranking is most of a
     /// tick's CPU).
-    pub fn push_candidate(&self, user: &User, history: &[Packed], blocked: &[String], now: DateTime<Utc>, rank: impl FnOnce(f64) -> bool) -> PushCandidate {
+    pub fn push_candidate(&self, user: &User, history: &History, blocked: &[String], now: DateTime<Utc>, rank: impl FnOnce(f64) -> bool) -> PushCandidate {
         let tuning = self.tuning.get();
         let catalog = self.catalog.read().expect("catalog lock");
-        let profile = self.profile(history, &catalog, &tuning, now);
+        let profile = self.profile(&history.events, &catalog, &tuning, now);
         if !rank(profile.level()) {
             return PushCandidate { interest_level: profile.level(), best: None };
         }
@@ -304,9 +313,9 @@ impl Engine {
         let model = self.ranker(&tuning, &kinds);
         let scorer = Scorer { catalog: &catalog, stats: &stats, kinds: &kinds, cfg: &tuning.scoring, model: model.as_deref() };
         let seq = self.sequence_model(&tuning);
-        let state = seq.as_deref().and_then(|m| self.sequence_state(m, &user.user_id, history, &catalog, user.timezone, None, now));
+        let state = seq.as_deref().and_then(|m| self.sequence_state(m, &user.user_id, &history.events, history.event_zone, &catalog, user.timezone, None, now));
         let q = seq.as_deref().zip(state.as_deref()).map(|(model, state)| SeqQuery { model, state, pool: tuning.sequence.candidates });
-        let ranking = scorer.rank_with(&request, &profile, history, now, q.as_ref());
+        let ranking = scorer.rank_with(&request, &profile, &history.events, now, q.as_ref());
         let best = ranking.items.into_iter().next().map(|s| CandidateItem {
             item_id: s.item_id,
             score: s.score,
@@ -319,6 +328,12 @@ impl Engine {
     /// model's inputs), from their packed history.
     pub fn recent_log(&self, history: &[Packed], item_id: Option<&str>, now: DateTime<Utc>) -> RecentLog {
         RecentLog::of(history, &self.catalog.read().expect("catalog lock"), item_id, now)
+    }
+
+    /// The item ids of packed events, in order (events without an item left out).
+    pub fn item_ids(&self, events: &[Packed]) -> Vec<String> {
+        let catalog = self.catalog.read().expect("catalog lock");
+        events.iter().filter_map(|e| e.item_id(&catalog)).map(str::to_string).collect()
     }
 
     pub fn item_changed(&self, item: Item) {

@@ -73,11 +73,12 @@ impl Engine {
                 for logged in &page {
                     let e = &logged.event;
                     let weight = tuning.kinds.get(&e.kind).map_or(0.0, |k| k.weight);
-                    let tz: Tz = e.context.timezone.as_deref().and_then(|z| z.parse().ok()).unwrap_or(chrono_tz::UTC);
+                    let zone: Option<Tz> = e.context.timezone.as_deref().and_then(|z| z.parse().ok());
+                    let tz = zone.unwrap_or(chrono_tz::UTC);
                     population.observe(e.ts, tz, 1.0, &tuning.frequency);
                     let item = e.item_id.as_deref().and_then(|id| self.item_index(&mut catalog, id));
                     let kind = catalog.intern_kind(&e.kind);
-                    packed.push((e.user_id.as_str(), Packed::new(e, item, kind)));
+                    packed.push((e.user_id.as_str(), Packed::new(e, item, kind), zone));
                     let Some(item) = item else { continue };
                     let keys = event_keys(e.ts, &tz, &e.context);
                     stats.observe(&Observation {
@@ -212,6 +213,7 @@ impl CommitSink for Engine {
         // An item the catalogue has not sent yet still counts for the user's next answer
         // (`pack` interns it).
         let packed = self.pack(events);
-        self.users.append(events.iter().map(|e| e.user_id.as_str()).zip(packed));
+        let zone = |e: &Event| e.context.timezone.as_deref().and_then(|z| z.parse().ok());
+        self.users.append(events.iter().zip(packed).map(|(e, p)| (e.user_id.as_str(), p, zone(e))));
     }
 }

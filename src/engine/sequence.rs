@@ -9,11 +9,11 @@ use chrono::{DateTime, Offset, Utc};
 use chrono_tz::Tz;
 
 use super::Engine;
-use super::trainer::local_offset;
+use super::trainer::offset_at;
 use crate::config::Tuning;
 use crate::domain::Device;
 use crate::rank::catalog::{Catalog, StrMap};
-use crate::rank::history::Packed;
+use crate::rank::history::{HistoryEvent, Packed};
 use crate::rank::sequence::{Encoded, Moment, SequenceModel};
 
 /// Users whose encoded history is kept; beyond it the cache starts again (the encoder is
@@ -52,9 +52,11 @@ impl Engine {
     }
 
     /// The user's state for a request at `at` (in `zone`, on `device`): their encoded history
-    /// (from the cache when it was made from these events by this model) plus the query.
+    /// (from the cache when it was made from these events by this model) plus the query. The
+    /// events' local hours are read in `event_zone`, the zone their device last named (UTC
+    /// when none did), as the trainer reads each event's own.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn sequence_state(&self, model: &SequenceModel, user_id: &str, history: &[Packed], catalog: &Catalog, zone: Tz, device: Option<Device>, at: DateTime<Utc>) -> Option<Vec<f32>> {
+    pub(super) fn sequence_state(&self, model: &SequenceModel, user_id: &str, history: &[Packed], event_zone: Option<Tz>, catalog: &Catalog, zone: Tz, device: Option<Device>, at: DateTime<Utc>) -> Option<Vec<f32>> {
         let key = Key { model: model.version, events: history.len(), last: history.last().copied() };
         let cached = {
             let users = self.models.encoded.users.lock().expect("sequence cache lock");
@@ -63,7 +65,8 @@ impl Engine {
         let encoded = match cached {
             Some(e) => e,
             None => {
-                let e = model.encode(history, catalog, &local_offset::<Packed>).map(Arc::new);
+                let offset = |e: &Packed| event_zone.map_or(0, |tz| offset_at(tz, e.ts()));
+                let e = model.encode(history, catalog, &offset).map(Arc::new);
                 let mut users = self.models.encoded.users.lock().expect("sequence cache lock");
                 if users.len() >= MAX_USERS {
                     users.clear();

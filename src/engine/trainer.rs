@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
+use chrono_tz::Tz;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
@@ -169,11 +170,11 @@ impl Trainer {
             // The ranker learns from the sequence model in force, as serving scores with it.
             let setup = learn::Setup { sequence: seq_in_force.as_deref(), ..tuning.training_setup(&kinds) };
             let item_of = |id: &str| engine.catalog.read().expect("catalog lock").get(id).cloned();
-            let ranker = learn::train(&events, &item_of, &local_offset::<Event>, &setup, deployed.as_deref(), now);
+            let ranker = learn::train(&events, &item_of, &local_offset, &setup, deployed.as_deref(), now);
             let seq = tuning.sequence.enabled.then(|| {
                 let from = now - TimeDelta::seconds((tuning.model.train_window_days * 86_400.0) as i64);
                 let window: Vec<Event> = events.into_iter().filter(|e| e.ts >= from).collect();
-                sequence::train(&window, &local_offset::<Event>, &tuning.sequence, seq_in_force.as_deref(), now)
+                sequence::train(&window, &local_offset, &tuning.sequence, seq_in_force.as_deref(), now)
             });
             (ranker, seq)
         })
@@ -360,9 +361,14 @@ fn response_examples(rows: &[PushOutcomeRow]) -> Vec<ResponseExample> {
 }
 
 /// An event's local UTC offset: its device's time zone when it names one, else UTC.
-pub(super) fn local_offset<E: crate::rank::history::HistoryEvent>(e: &E) -> i32 {
+pub(super) fn local_offset(e: &Event) -> i32 {
+    e.context.timezone.as_deref().and_then(|z| z.parse::<Tz>().ok()).map_or(0, |tz| offset_at(tz, e.ts))
+}
+
+/// The UTC offset of `tz` at `t`, in seconds.
+pub(super) fn offset_at(tz: Tz, t: DateTime<Utc>) -> i32 {
     use chrono::Offset;
-    e.zone().map_or(0, |tz| e.ts().with_timezone(&tz).offset().fix().local_minus_utc())
+    t.with_timezone(&tz).offset().fix().local_minus_utc()
 }
 
 /// A user's place in `[0, 1)`, the same on every replica and run.

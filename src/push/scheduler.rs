@@ -18,9 +18,8 @@ use uuid::Uuid;
 use crate::clock::Clock;
 use crate::config::LiveTuning;
 use crate::domain::User;
-use crate::rank::history::Packed;
 use crate::push::frequency::{DecideContext, Decision, FrequencyConfig, PushState, Recipient};
-use crate::engine::{Engine, PushCandidate};
+use crate::engine::{Engine, History, PushCandidate};
 use crate::store::{Push, PushStatus, Store, StoreError, UserPlan};
 
 /// What one tick did.
@@ -113,6 +112,7 @@ impl Scheduler {
         let claimed_at = started.elapsed();
         let found = self.store.get_users(&ids).await?;
         let histories = self.engine.histories_for(&found, now).await?;
+        let no_history = History::default();
         let users: HashMap<String, User> = found.into_iter().map(|u| (u.user_id.clone(), u)).collect();
         // One budget per minute for every worker of every replica, held in the store: this
         // tick takes what it could use, and gives back what it did not plan.
@@ -133,7 +133,7 @@ impl Scheduler {
                 // A push state without settings (e.g. created from events only): look again later.
                 continue;
             };
-            let history = histories.get(&row.user_id).map_or(&[][..], |h| h.as_ref());
+            let history = histories.get(&row.user_id).unwrap_or(&no_history);
             let stored = match row.state.as_ref().map(|v| serde_json::from_value::<PushState>(v.clone())) {
                 Some(Ok(s)) => Some(s),
                 Some(Err(e)) => {
@@ -159,7 +159,7 @@ impl Scheduler {
                 population: &population,
                 model: response.as_deref(),
                 fallback: response.is_none().then_some(fallback),
-                recent: self.engine.recent_log(history, best.as_ref().map(|b| b.item_id.as_str()), now),
+                recent: self.engine.recent_log(&history.events, best.as_ref().map(|b| b.item_id.as_str()), now),
                 draw: crate::push::frequency::exploration_draw(&user.user_id, now),
             };
             let decision = state.decide(&ctx, now, cfg);
@@ -236,7 +236,7 @@ impl Scheduler {
             let mut state = None;
             let candidate = self.engine.push_candidate(user, history, &blocked, now, |level| {
                 let s = state.insert(stored.take().unwrap_or_else(|| PushState::new(level, now, cfg)));
-                s.catch_up(history, user.timezone, now, cfg, &|push| unfetched.contains(push));
+                s.catch_up(&history.events, user.timezone, now, cfg, &|push| unfetched.contains(push));
                 // Consent on again after an unsubscribe (an explicit resubscribe in the settings).
                 if s.unsubscribed_at.zip(user.resubscribed_at).is_some_and(|(un, re)| re > un) {
                     s.resubscribe(user.resubscribed_at.unwrap_or(now));
@@ -265,7 +265,7 @@ impl Scheduler {
 struct Work<'a> {
     version: i64,
     user: &'a User,
-    history: &'a [Packed],
+    history: &'a History,
     stored: Option<PushState>,
     blocked: Vec<String>,
 }
@@ -274,7 +274,7 @@ struct Work<'a> {
 struct Prepared<'a> {
     version: i64,
     user: &'a User,
-    history: &'a [Packed],
+    history: &'a History,
     state: PushState,
     candidate: PushCandidate,
 }

@@ -1,3 +1,4 @@
+// Over 400 lines: every interned name (items, categories, brands, event kinds) and the indexes `upsert` keeps consistent.
 //! In-memory catalog index: items by id, by category (every ancestor prefix) and by brand.
 //!
 //! Every item id, category path and brand is interned once into a dense `u32` index

@@ -82,7 +82,7 @@ async fn one_users_history_is_bounded_to_their_newest_events_at_read_and_in_memo
     let ids: Vec<&str> = names.iter().map(String::as_str).collect();
     views(&app, "long", &ids).await; // h0 newest (10 min ago), h11 oldest
     let view = app.state.engine.user_view("long", app.state.clock.now()).await.unwrap();
-    let kept: Vec<&str> = view.events.iter().filter_map(|e| e.item_id.as_deref()).collect();
+    let kept = app.state.engine.item_ids(&view.events);
     assert_eq!(kept, ["h4", "h3", "h2", "h1", "h0"], "the newest five, oldest first");
     views(&app, "long", &["h9"]).await; // appended to the cached view at commit
     let view = app.state.engine.user_view("long", app.state.clock.now()).await.unwrap();

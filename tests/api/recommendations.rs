@@ -235,7 +235,7 @@ async fn another_replicas_cached_history_takes_new_events_at_its_next_refresh() 
     second.refresh(TimeDelta::zero()).await.unwrap();
     second.refresh(TimeDelta::zero()).await.unwrap();
     let view = second.user_view("r", Utc::now()).await.unwrap();
-    let items: Vec<&str> = view.events.iter().filter_map(|e| e.item_id.as_deref()).collect();
+    let items = second.item_ids(&view.events);
     assert_eq!(items, ["book0", "book1"], "the new event, once, in time order");
     app.stop().await;
 }

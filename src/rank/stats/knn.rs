@@ -23,15 +23,13 @@
 //! are merged, which old days weigh little under anyway. Days are held relative to the first
 //! day observed (`u16`: 179 years). Each item's partners are a vector sorted by partner.
 
-use std::collections::VecDeque;
-
 use chrono::{DateTime, Utc};
 
 use crate::rank::buckets::{DecayTable, Series, top_n, trim};
-use crate::rank::catalog::{IdxMap, ItemIdx, StrMap};
+use crate::rank::catalog::{IdxMap, ItemIdx};
 use crate::rank::decay::Decay;
 
-use super::StatsConfig;
+use super::{StatsConfig, UserKey};
 
 /// Width of a kNN bucket: one day (similarity moves slowly, and pairs are many).
 pub const KNN_BUCKET_SECS: i64 = 86_400;
@@ -119,8 +117,10 @@ pub struct ItemKnn {
     max_neighbours: usize,
     max_items: usize,
     horizon_days: i64,
-    /// Per user, their most recent distinct items with the day of the last touch, oldest first.
-    users: StrMap<Box<str>, VecDeque<(ItemIdx, u32)>>,
+    /// Per user, their most recent distinct items with the day of the last touch (relative
+    /// to `base_day`), oldest first, in a slice of its exact length (a million users' lists
+    /// are a large part of the statistics).
+    users: IdxMap<UserKey, Box<[(ItemIdx, u16)]>>,
     /// Per item, the distinct users who touched it, per day.
     users_of: IdxMap<ItemIdx, Series>,
     /// Per item (by index), its partners sorted by partner.
@@ -142,7 +142,7 @@ impl ItemKnn {
     }
 
     /// Counts `user` touching `item` at `ts` (events with a positive kind weight only).
-    pub fn observe(&mut self, user: &str, item: ItemIdx, ts: DateTime<Utc>) {
+    pub fn observe(&mut self, user: UserKey, item: ItemIdx, ts: DateTime<Utc>) {
         let day = ts.timestamp().div_euclid(KNN_BUCKET_SECS);
         if self.last_day.is_some_and(|d| day > d) {
             self.prune(day);
@@ -150,21 +150,23 @@ impl ItemKnn {
         self.last_day = Some(self.last_day.map_or(day, |d| d.max(day)));
         let base = *self.base_day.get_or_insert(day);
         let bucket = u32::try_from(day.max(0)).unwrap_or(u32::MAX);
-        let list = match self.users.get_mut(user) {
-            Some(l) => l,
-            None => self.users.entry(user.into()).or_default(),
-        };
-        if let Some(at) = list.iter().position(|&(i, _)| i == item) {
-            list.remove(at);
-            list.push_back((item, bucket));
-            return;
-        }
-        self.users_of.entry(item).or_default().add(bucket, 1.0);
         // A day before the first one counts as the first (such a late event is rare, and
         // older than anything held).
         let rel = u16::try_from((day - base).max(0)).unwrap_or(u16::MAX);
+        let list = self.users.entry(user).or_default();
+        let known = list.iter().position(|&(i, _)| i == item);
+        // The list again: `item` last, without its earlier place, within `recent_items`.
+        let mut next: Vec<(ItemIdx, u16)> = Vec::with_capacity((list.len() + 1).min(self.recent_items));
+        let kept = list.iter().enumerate().filter(|&(n, _)| Some(n) != known).map(|(_, &x)| x);
+        next.extend(kept.skip((list.len() + usize::from(known.is_none())).saturating_sub(self.recent_items)));
+        next.push((item, rel));
+        let earlier = std::mem::replace(list, next.into_boxed_slice());
+        if known.is_some() {
+            return;
+        }
+        self.users_of.entry(item).or_default().add(bucket, 1.0);
         let limit = self.max_neighbours + self.max_neighbours.div_ceil(4);
-        for &(other, _) in list.iter() {
+        for &(other, _) in earlier.iter() {
             for (a, b) in [(item, other), (other, item)] {
                 let at = a.0 as usize;
                 if self.pairs.len() <= at {
@@ -188,10 +190,6 @@ impl ItemKnn {
                 }
             }
         }
-        list.push_back((item, bucket));
-        if list.len() > self.recent_items {
-            list.pop_front();
-        }
     }
 
     /// Drops days before the horizon at `day` and enforces the caps.
@@ -214,7 +212,9 @@ impl ItemKnn {
             }
         }
         self.users.retain(|_, l| {
-            l.retain(|&(_, d)| i64::from(d) >= oldest);
+            if l.iter().any(|&(_, d)| i64::from(d) + base < oldest) {
+                *l = l.iter().copied().filter(|&(_, d)| i64::from(d) + base >= oldest).collect();
+            }
             !l.is_empty()
         });
     }
@@ -266,12 +266,12 @@ impl ItemKnn {
     }
 
     /// Forgets a user's remembered items.
-    pub fn forget_user(&mut self, user: &str) {
-        self.users.remove(user);
+    pub fn forget_user(&mut self, user: UserKey) {
+        self.users.remove(&user);
     }
 
-    pub fn remembers(&self, user: &str) -> bool {
-        self.users.contains_key(user)
+    pub fn remembers(&self, user: UserKey) -> bool {
+        self.users.contains_key(&user)
     }
 }
 
@@ -296,121 +296,4 @@ fn cosine(pair: f64, a: f64, b: f64) -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::{Duration, TimeZone};
-
-    fn t0() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2024, 3, 1, 0, 0, 0).unwrap()
-    }
-
-    #[test]
-    fn items_taken_by_the_same_users_are_similar_by_cosine() {
-        let mut k = ItemKnn::new(&StatsConfig::default());
-        // Users u0..u3 take a then b; u4 takes a then c; u5 takes only c.
-        for u in 0..4 {
-            k.observe(&format!("u{u}"), ItemIdx(1), t0());
-            k.observe(&format!("u{u}"), ItemIdx(2), t0() + Duration::hours(1));
-        }
-        k.observe("u4", ItemIdx(1), t0());
-        k.observe("u4", ItemIdx(3), t0());
-        k.observe("u5", ItemIdx(3), t0());
-        let table = k.table(t0() + Duration::hours(2), &Decay::None);
-        let ab = k.similarity(&table, ItemIdx(1), ItemIdx(2));
-        let ac = k.similarity(&table, ItemIdx(1), ItemIdx(3));
-        assert!((ab - 4.0 / (5.0f64 * 4.0).sqrt()).abs() < 1e-9, "{ab}");
-        assert!((ac - 1.0 / (5.0f64 * 2.0).sqrt()).abs() < 1e-9, "{ac}");
-        assert_eq!(k.similarity(&table, ItemIdx(2), ItemIdx(3)), 0.0);
-        assert_eq!(k.similarity(&table, ItemIdx(2), ItemIdx(1)), ab, "symmetric");
-    }
-
-    #[test]
-    fn a_repeated_touch_counts_its_user_once_and_old_items_leave_the_window() {
-        let cfg = StatsConfig { knn_recent_items: 2, ..StatsConfig::default() };
-        let mut k = ItemKnn::new(&cfg);
-        for (n, item) in [1, 1, 1, 2, 3, 4].into_iter().enumerate() {
-            k.observe("u", ItemIdx(item), t0() + Duration::minutes(n as i64));
-        }
-        let table = k.table(t0() + Duration::hours(1), &Decay::None);
-        assert_eq!(k.users_of(&table, ItemIdx(1)), 1.0, "one user, however often");
-        assert!(k.similarity(&table, ItemIdx(3), ItemIdx(2)) > 0.0);
-        assert!(k.similarity(&table, ItemIdx(4), ItemIdx(3)) > 0.0);
-        assert_eq!(k.similarity(&table, ItemIdx(4), ItemIdx(1)), 0.0, "1 had left the two remembered items");
-    }
-
-    #[test]
-    fn similarity_decays_with_the_configured_kernel_and_old_days_are_dropped() {
-        let mut k = ItemKnn::new(&StatsConfig { horizon_hours: 48.0, ..StatsConfig::default() });
-        k.observe("old", ItemIdx(1), t0());
-        k.observe("old", ItemIdx(2), t0());
-        for u in 0..3 {
-            k.observe(&format!("new{u}"), ItemIdx(1), t0() + Duration::days(1));
-            k.observe(&format!("new{u}"), ItemIdx(3), t0() + Duration::days(1));
-        }
-        let now = t0() + Duration::days(1) + Duration::hours(12);
-        let flat = k.table(now, &Decay::None);
-        let fast = k.table(now, &Decay::Exponential { half_life_hours: 6.0 });
-        let (b_flat, b_fast) = (k.similarity(&flat, ItemIdx(1), ItemIdx(2)), k.similarity(&fast, ItemIdx(1), ItemIdx(2)));
-        assert!(b_fast < b_flat, "the old pair weighs less under a short half-life: {b_fast} vs {b_flat}");
-        k.observe("late", ItemIdx(9), t0() + Duration::days(5));
-        let later = k.table(t0() + Duration::days(5), &Decay::None);
-        assert_eq!(k.similarity(&later, ItemIdx(1), ItemIdx(3)), 0.0, "past the horizon");
-        assert_eq!(k.sizes().0, 0, "pruned");
-    }
-
-    #[test]
-    fn a_pair_keeps_its_latest_day_exact_and_earlier_days_at_their_mean_day() {
-        assert_eq!(std::mem::size_of::<Pair>(), 16);
-        let mut d = PairDays::default();
-        for (day, n) in [(2u16, 3u32), (4, 1), (10, 2)] {
-            for _ in 0..n {
-                d.add(day);
-            }
-        }
-        // Days 2 (×3) and 4 (×1) merged at (3·2 + 4) / 4 = 2.5, rounded to 3; day 10 exact.
-        assert_eq!(d.slots().collect::<Vec<_>>(), vec![(3, 4), (10, 2)]);
-        d.add(5);
-        assert_eq!(d.slots().collect::<Vec<_>>(), vec![(3, 5), (10, 2)], "a late day joins the earlier slot");
-        // Under no decay the sum is the count; the horizon drops a slot as a whole.
-        let base = 100;
-        let now = DateTime::from_timestamp((base + 12) * KNN_BUCKET_SECS, 0).unwrap();
-        let table = DecayTable::new(now, KNN_BUCKET_SECS, 14, &Decay::None);
-        assert_eq!(d.sum(&table, base), 7.0);
-        assert!(!d.prune(4));
-        assert_eq!(d.slots().collect::<Vec<_>>(), vec![(10, 2)]);
-        assert!(d.prune(11));
-    }
-
-    #[test]
-    fn similarities_are_the_same_from_compact_pairs_under_no_decay() {
-        // Two users co-touch a and b on different days, one user a and c: the counts behind
-        // the cosine are the users, however their days were merged.
-        let mut k = ItemKnn::new(&StatsConfig::default());
-        for (u, day) in [("u1", 0), ("u2", 3), ("u3", 5)] {
-            k.observe(u, ItemIdx(1), t0() + Duration::days(day));
-            k.observe(u, ItemIdx(2), t0() + Duration::days(day) + Duration::hours(1));
-        }
-        k.observe("u4", ItemIdx(1), t0() + Duration::days(5));
-        k.observe("u4", ItemIdx(3), t0() + Duration::days(5));
-        let table = k.table(t0() + Duration::days(6), &Decay::None);
-        let ab = k.similarity(&table, ItemIdx(1), ItemIdx(2));
-        assert!((ab - 3.0 / (4.0f64 * 3.0).sqrt()).abs() < 1e-9, "{ab}");
-        let mut sims = k.similarities(&table, ItemIdx(1));
-        sims.sort_by_key(|x| x.0);
-        assert_eq!(sims.len(), 2);
-        assert!((sims[1].1 - 1.0 / 4.0f64.sqrt()).abs() < 1e-9, "{sims:?}");
-    }
-
-    #[test]
-    fn neighbours_and_tracked_items_stay_within_their_caps() {
-        let cfg = StatsConfig { knn_recent_items: 5, knn_max_neighbours: 3, knn_max_items: 50, ..StatsConfig::default() };
-        let mut k = ItemKnn::new(&cfg);
-        for n in 0..20_000u32 {
-            let ts = t0() + Duration::minutes(i64::from(n));
-            k.observe(&format!("u{}", n % 97), ItemIdx((n * 7919) % 5000), ts);
-        }
-        let (items, pairs) = k.sizes();
-        assert!(items <= 5000 && pairs <= items * 4, "a quarter over the cap at most: {items} items, {pairs} pairs");
-        assert!(k.users_of.len() <= 50 + 1440, "at most the cap plus a day's new items: {}", k.users_of.len());
-    }
-}
+mod tests;

@@ -1,3 +1,4 @@
+// Over 400 lines: the statistics' state and its bounded-memory rules (observe, prune, caps, sizes) change together.
 //! Time-bucketed popularity ("trending"), item-to-item co-occurrence and context counts,
 //! shared by the service and the offline evaluation.
 //!
@@ -52,7 +53,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::rank::buckets::{DecayTable, Resolution, Series, trim, trim_keys};
-use crate::rank::catalog::{BrandIdx, CatIdx, Catalog, IdxMap, IdxSet, ItemIdx, StrMap};
+use crate::rank::catalog::{BrandIdx, CatIdx, Catalog, IdxMap, IdxSet, ItemIdx};
 use crate::rank::context::{ContextCounts, ContextKey, ContextLifts, ContextView};
 use crate::rank::decay::Decay;
 
@@ -95,6 +96,22 @@ pub struct Observation<'a> {
     /// The event's context keys (`context::event_keys`).
     pub context: &'a [ContextKey],
 }
+/// A user as the statistics remember them: a 64-bit hash of their id under a seed drawn for
+/// each [`Stats`], so no id is stored (a million users' ids were tens of megabytes) and ids
+/// cannot be crafted to collide. Two users who collide anyway (about one chance in ten
+/// million among a million users) would share their recent items.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct UserKey(u64);
+
+impl UserKey {
+    /// A key under a fixed seed, for tests of the parts that take keys.
+    #[cfg(test)]
+    pub(crate) fn test(user: &str) -> UserKey {
+        use std::hash::BuildHasher;
+        UserKey(foldhash::fast::FixedState::default().hash_one(user))
+    }
+}
+
 /// A user's recently touched item, to pair with the next ones.
 #[derive(Clone, Copy, Debug)]
 struct Recent {
@@ -136,7 +153,9 @@ pub struct Stats {
     /// Popularity of each event's leaf category.
     leaf_pop: IdxMap<CatIdx, Series>,
     cooc: IdxMap<ItemIdx, IdxMap<ItemIdx, Series>>,
-    recent: StrMap<Box<str>, VecDeque<Recent>>,
+    recent: IdxMap<UserKey, VecDeque<Recent>>,
+    /// The seed of [`UserKey`]s.
+    user_seed: foldhash::fast::RandomState,
     /// Context counts (daily buckets), from which context lifts are estimated.
     context: ContextCounts,
     /// Item-kNN co-touch counts (daily buckets).
@@ -173,7 +192,8 @@ impl Stats {
             res: Resolution::for_width(width),
             leaf_pop: IdxMap::default(),
             cooc: IdxMap::default(),
-            recent: StrMap::default(),
+            recent: IdxMap::default(),
+            user_seed: foldhash::fast::RandomState::default(),
             context: ContextCounts::new(horizon_buckets * width),
             watermark: None,
             last_prune_bucket: i64::MIN,
@@ -254,20 +274,23 @@ impl Stats {
         }
 
         self.context.observe(o.categories, o.context, w, o.ts);
-        self.knn.observe(o.user, o.item, o.ts);
+        let user = self.key(o.user);
+        self.knn.observe(user, o.item, o.ts);
 
-        self.observe_cooccurrence(o, bucket, w);
+        self.observe_cooccurrence(o, user, bucket, w);
         self.watermark = Some(self.watermark.map_or(o.ts, |m| m.max(o.ts)));
         self.observed += 1;
     }
 
-    fn observe_cooccurrence(&mut self, o: &Observation<'_>, bucket: u32, w: f32) {
+    fn key(&self, user: &str) -> UserKey {
+        use std::hash::BuildHasher;
+        UserKey(self.user_seed.hash_one(user))
+    }
+
+    fn observe_cooccurrence(&mut self, o: &Observation<'_>, user: UserKey, bucket: u32, w: f32) {
         let window = (self.cfg.cooccurrence_window_minutes * 60.0) as i64;
         let ts = o.ts.timestamp();
-        let list = match self.recent.get_mut(o.user) {
-            Some(l) => l,
-            None => self.recent.entry(o.user.into()).or_default(),
-        };
+        let list = self.recent.entry(user).or_default();
         list.retain(|r| r.item != o.item && (ts - r.ts).abs() <= window);
         let (now_bucket, hb) = (i64::from(bucket), self.horizon_buckets);
         let cap = self.cfg.max_neighbours.max(1);
@@ -361,13 +384,15 @@ impl Stats {
     /// Forgets what is kept about one user (their recent items, paired with their next ones):
     /// an erased user leaves only anonymous counts behind.
     pub fn forget_user(&mut self, user: &str) {
-        self.recent.remove(user);
+        let user = self.key(user);
+        self.recent.remove(&user);
         self.knn.forget_user(user);
     }
 
     /// Whether anything is kept about `user` (tests of erasure).
     pub fn remembers(&self, user: &str) -> bool {
-        self.recent.contains_key(user) || self.knn.remembers(user)
+        let user = self.key(user);
+        self.recent.contains_key(&user) || self.knn.remembers(user)
     }
 
     /// A read view for queries at `now` with `decay` (popularity, co-occurrence).
